@@ -1,0 +1,82 @@
+"""Scenario 1: JupyterLab opens on the course with the nbgrader extensions active.
+
+What a learner (and an instructor) meets first: the course's folders in the file browser, the Nbgrader menu,
+the formgrader listing the course's assignments, and the Validate button on an assignment notebook.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser_helpers import (
+    COURSE_FOLDERS,
+    REPO,
+    expect,
+    file_browser_names,
+    open_notebook,
+    wait_for_file_browser,
+)
+
+pytestmark = pytest.mark.browser
+
+NBGRADER_MENU_ITEMS = {"Assignment List", "Course List", "Formgrader", "Create assignment"}
+
+
+def _assignments() -> list[str]:
+    source = REPO / "source"
+    return (
+        sorted(d.name for d in source.iterdir() if d.is_dir() and any(d.glob("*.ipynb")))
+        if source.is_dir()
+        else []
+    )
+
+
+def _release_notebooks() -> list[str]:
+    release = REPO / "release"
+    found = sorted(release.glob("*/*.ipynb")) if release.is_dir() else []
+    return [p.relative_to(REPO).as_posix() for p in found if ".ipynb_checkpoints" not in p.parts]
+
+
+def test_lab_shows_the_course_and_the_nbgrader_menu(lab, page, screenshot):
+    page.goto(lab.lab_url())
+    wait_for_file_browser(page, COURSE_FOLDERS)
+    names = file_browser_names(page)
+    missing = [name for name in COURSE_FOLDERS if name not in names]
+    assert not missing, f"the file browser lacks the course folders {missing}; it shows {names}"
+    screenshot("01_lab_course")
+
+    menu_bar = page.locator(".lm-MenuBar-itemLabel")
+    expect(menu_bar.filter(has_text=re.compile(r"^Nbgrader$"))).to_have_count(1)
+    menu_bar.filter(has_text=re.compile(r"^Nbgrader$")).click()
+    items = set(page.locator(".lm-Menu:visible .lm-Menu-itemLabel").all_inner_texts())
+    assert NBGRADER_MENU_ITEMS <= items, (
+        f"the Nbgrader menu lacks {sorted(NBGRADER_MENU_ITEMS - items)}: {items}"
+    )
+    screenshot("01_lab_nbgrader_menu")
+
+    # The formgrader runs on the server with the course's own nbgrader_config.py (found in the working
+    # directory) and lists the assignments of source/.
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Formgrader$")).click()
+    table = page.frame_locator("#formgrader iframe").locator("#main-table")
+    expect(table).to_be_visible()
+    expect(table).not_to_contain_text("Loading, please wait", timeout=30_000)
+    for assignment in _assignments():
+        expect(table).to_contain_text(assignment)
+    screenshot("01_lab_formgrader")
+
+    # The "Create Assignment" panel of the nbgrader extension sits in the right sidebar.
+    expect(
+        page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tabLabel", has_text="Create Assignment")
+    ).to_be_visible()
+
+
+def test_release_notebook_has_the_validate_button(lab, page, screenshot):
+    notebooks = _release_notebooks()
+    if not notebooks:
+        pytest.skip("the course has no release notebook yet")
+    panel = open_notebook(page, lab, notebooks[0])
+    button = panel.locator(".jp-Toolbar .validate-button")
+    expect(button).to_be_visible()
+    expect(button).to_have_text("Validate")
+    screenshot("01_lab_validate_button")
