@@ -1,0 +1,143 @@
+"""Repository rules: one package set everywhere, notebooks without outputs, lint clean, help everywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_name(name)] = version.strip()
+    return pins
+
+
+def _environment_yml() -> dict[str, str]:
+    pinned = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^\s*-\s+([A-Za-z0-9_.\-]+)==([^\s#]+)", line)
+        if m:
+            pinned[_name(m.group(1))] = m.group(2)
+    return pinned
+
+
+def _pyproject_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]
+
+
+def test_environment_yml_lists_exactly_the_pyproject_packages_at_the_tested_pins():
+    from packaging.requirements import Requirement
+
+    env, pins = _environment_yml(), _pins()
+    wanted = {_name(r): Requirement(r) for r in _pyproject_requirements()}
+    assert set(env) == set(wanted), (
+        f"environment.yml and pyproject.toml drifted: only in environment.yml {sorted(set(env) - set(wanted))}, "
+        f"only in pyproject.toml {sorted(set(wanted) - set(env))}")
+    for name, req in wanted.items():
+        assert env[name] == pins.get(name), (
+            f"{name}: environment.yml pins {env[name]}, constraints.txt {pins.get(name)}")
+        assert req.specifier.contains(env[name], prereleases=True), (
+            f"{name}=={env[name]} is outside pyproject's range {req.specifier}")
+
+
+def test_constraints_pin_every_requirement():
+    pins = _pins()
+    missing = [_name(r) for r in _pyproject_requirements() if _name(r) not in pins]
+    assert not missing, f"constraints.txt has no pin for {missing}"
+    assert pins["torch"] == "2.13.0"
+
+
+def _tracked(pattern: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [p for p in out.stdout.split() if (ROOT / p).exists()]
+
+
+def test_committed_notebooks_carry_no_outputs_or_execution_counts():
+    notebooks = _tracked("*.ipynb")
+    assert notebooks, "no notebooks are tracked"
+    dirty = []
+    for path in notebooks:
+        nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
+        assert nb["nbformat"] == 4 and nb["nbformat_minor"] == 5, f"{path} is not nbformat 4.5"
+        assert nb["metadata"]["kernelspec"]["name"] == "python3", f"{path} does not use the python3 kernel"
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+                dirty.append(path)
+                break
+    assert not dirty, f"notebooks committed with outputs or execution counts: {dirty}"
+
+
+def test_every_notebook_has_a_parameters_cell_with_seed_and_device():
+    for path in _tracked("source/*.ipynb") + _tracked("notebooks/*.ipynb"):
+        nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
+        params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(params) == 1, f"{path} needs exactly one cell tagged 'parameters'"
+        first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        assert first_code is params[0], f"{path}: the parameters cell must be the first code cell"
+        src = "".join(params[0]["source"])
+        assert re.search(r"^SEED = \d+", src, re.M) and re.search(r'^DEVICE = "auto"', src, re.M), path
+
+
+def test_grade_ids_are_unique_and_tests_carry_points():
+    for path in _tracked("source/*.ipynb"):
+        nb = json.loads((ROOT / path).read_text(encoding="utf-8"))
+        ids = [c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"] if "nbgrader" in c["metadata"]]
+        assert len(ids) == len(set(ids)), f"{path} has duplicate grade_ids"
+        kinds = {"code": 0, "mc": 0, "manual": 0}
+        for c in nb["cells"]:
+            meta = c["metadata"].get("nbgrader", {})
+            if meta.get("grade"):
+                assert meta.get("points", 0) > 0, f"{path}: {meta['grade_id']} has no points"
+                if c["cell_type"] == "markdown":
+                    kinds["manual"] += 1
+                elif "check_choice" in "".join(c["source"]):
+                    kinds["mc"] += 1
+                else:
+                    kinds["code"] += 1
+                    assert "BEGIN HIDDEN TESTS" in "".join(c["source"]), (
+                        f"{path}: {meta['grade_id']} has no hidden tests")
+        assert kinds["code"] >= 3 and kinds["mc"] >= 1 and kinds["manual"] >= 1, f"{path}: {kinds}"
+
+
+def test_ruff_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "utils", "tests", "benchmarks"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["release"], ["run"], ["validate"], ["grade"]])
+def test_every_command_has_help(command):
+    proc = subprocess.run([sys.executable, "-m", "lrlab", *command, "--help"], cwd=ROOT, capture_output=True,
+                          text=True)
+    if command == ["grade"] and "invalid choice" in proc.stderr:
+        pytest.skip("the grade command is not part of this checkout")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: lrlab" in proc.stdout
+
+
+def test_repo_names_no_machine_paths():
+    offenders = []
+    for path in _tracked("*"):
+        if path.endswith((".png", ".db")) or path == "tests/test_repo.py":
+            continue
+        text = (ROOT / path).read_text(encoding="utf-8", errors="ignore")
+        if re.search(r"/work/|/tmp/|/root/|/home/\w+", text):
+            offenders.append(path)
+    assert not offenders, f"files naming a machine path: {offenders}"
