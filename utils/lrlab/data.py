@@ -1,0 +1,611 @@
+"""The data pipeline of the course: a synthetic binary task, a split, standardization, loaders.
+
+The tutorial the course grows from works on 1000 rows x 10 features, normalizes them, splits 800/200
+and trains on mini-batches. This module does the same, in the right order::
+
+    X, y = make_classification(seed=0)                       # 1. generate (no download)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, n_train=800, seed=0)   # 2. split first
+    scaler = Standardizer().fit(X_train)                       # 3. statistics of the TRAINING rows only
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    train_loader, test_loader = make_loaders(X_train, y_train, X_test, y_test, batch_size=32, seed=0)
+
+or, all at once, ``task = load_task(seed=0)``.
+
+Why split before normalizing? The test rows stand for data the model has never seen. If the mean and
+standard deviation come from all 1000 rows, 200 test rows have shaped the preprocessing: information
+flowed from the test set into training. :func:`leakage_report` measures how much, with numbers.
+
+How the data is made (:func:`make_classification`)
+---------------------------------------------------
+* Each row belongs to class 0 or 1 (half and half). In a latent space of ``n_informative`` dimensions,
+  class 1 rows are Gaussian around ``+class_sep * u`` and class 0 rows around ``-class_sep * u``
+  (``u`` a random unit vector, unit variance in every direction). The best any classifier can do on
+  the clean labels is to split along ``u``; it still errs on a fraction ``Phi(-class_sep)`` of rows
+  (``Phi`` the standard normal CDF) because the two Gaussians overlap.
+* The informative features are a random rotation of the latent coordinates, each stretched a little
+  (so they are correlated, and no single feature tells the whole story). ``n_redundant`` features are random
+  linear combinations of the informative ones (no new information); the remaining features are pure noise.
+* Every feature is then given its own scale and offset, as real measurements have (this is what
+  standardization undoes).
+* Finally a fraction ``label_noise`` of the labels is flipped at random. No model can predict a coin
+  flip, so accuracy has an honest ceiling: :func:`bayes_accuracy` computes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+__all__ = [
+    "BatchedTensorDataset",
+    "LeakageReport",
+    "Standardizer",
+    "Task",
+    "bayes_accuracy",
+    "check_features",
+    "check_labels",
+    "keep_batch",
+    "leakage_report",
+    "load_task",
+    "make_classification",
+    "make_loaders",
+    "train_test_split",
+]
+
+# The defaults reproduce the tutorial's task: 1000 rows x 10 features, about 9 in 10 rows classifiable.
+N_SAMPLES = 1000
+N_FEATURES = 10
+N_INFORMATIVE = 4
+N_REDUNDANT = 2
+CLASS_SEP = 2.0
+LABEL_NOISE = 0.05
+N_TRAIN = 800
+BATCH_SIZE = 32
+
+
+# --------------------------------------------------------------------------------------------- validation
+def _int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high]; a ValueError that says the allowed range otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+    return value
+
+
+def _seed(seed: Any) -> int:
+    return _int(seed, "seed", 0, 2**63 - 1)
+
+
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise ValueError(
+        f"{name} must be a torch tensor (or a NumPy array), got {type(value).__name__}; "
+        f"convert it with torch.as_tensor({name})"
+    )
+
+
+def check_features(X: Any, name: str = "X") -> torch.Tensor:
+    """Return ``X`` as a tensor after checking it is a finite floating matrix [rows, features].
+
+    Raises a ValueError that names the problem: not a tensor, not 2-D, no rows, integer dtype
+    (``nn.Linear`` needs floats: use ``X.float()``), NaN or inf values (with the first bad row).
+    """
+    X = _as_tensor(X, name)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D [rows, features], got shape {tuple(X.shape)}; "
+            "a single row needs X.unsqueeze(0), a single feature X.unsqueeze(1)"
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one row and one feature, got shape {tuple(X.shape)}")
+    if not X.is_floating_point():
+        raise ValueError(f"{name} must hold floating-point numbers, got dtype {X.dtype}; use {name}.float()")
+    finite = torch.isfinite(X)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{name} contains NaN or inf in {len(bad_rows)} row(s), the first is row {int(bad_rows[0])}; "
+            "remove or fill those rows before training (allowed: finite numbers only)"
+        )
+    return X
+
+
+def check_labels(y: Any, n_rows: int | None = None, name: str = "y") -> torch.Tensor:
+    """Return ``y`` as a tensor after checking it is a 1-D vector of 0/1 labels (``n_rows`` long if given).
+
+    Labels may be float, integer or bool; anything other than 0 and 1 (or NaN) is an error, and so is
+    a column vector [n, 1] (use ``y.squeeze(1)``).
+    """
+    y = _as_tensor(y, name)
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D [rows], got shape {tuple(y.shape)}"
+            + ("; use y.squeeze(1)" if y.ndim == 2 and y.shape[1] == 1 else "")
+        )
+    if n_rows is not None and len(y) != n_rows:
+        raise ValueError(f"{name} must have one label per row of X: X has {n_rows} rows, {name} has {len(y)}")
+    if y.is_complex():
+        raise ValueError(f"{name} must hold 0/1 labels as float, int or bool, got dtype {y.dtype}")
+    values = y.to(torch.float64)
+    if bool(torch.isnan(values).any()):
+        raise ValueError(f"{name} contains NaN; labels must be 0 or 1")
+    bad = (values != 0) & (values != 1)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{name} must contain only the labels 0 and 1, found {values[first].item():g} at row {first}"
+        )
+    return y
+
+
+# --------------------------------------------------------------------------------------------- generate
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def bayes_accuracy(class_sep: float = CLASS_SEP, label_noise: float = LABEL_NOISE) -> float:
+    """The best expected accuracy any classifier can reach on :func:`make_classification` data.
+
+    On clean labels the best rule errs where the two class Gaussians overlap, a fraction
+    ``e = Phi(-class_sep)``. Flipping a fraction ``p`` of the labels turns right answers wrong and
+    (luckily) some wrong ones right: ``accuracy = (1 - p) * (1 - e) + p * e``. With the defaults
+    (class_sep 2.0, label_noise 0.05) that is about 0.930. A test accuracy above it on 200 rows is
+    luck, not skill; far below it means the model has more to learn.
+    """
+    sep = float(class_sep)
+    p = float(label_noise)
+    if not math.isfinite(sep) or sep < 0:
+        raise ValueError(f"class_sep must be a finite number >= 0, got {class_sep!r}")
+    if not 0.0 <= p <= 0.5:
+        raise ValueError(f"label_noise must be between 0 and 0.5, got {label_noise!r}")
+    e = _normal_cdf(-sep)
+    return (1 - p) * (1 - e) + p * e
+
+
+def make_classification(
+    n_samples: int = N_SAMPLES,
+    n_features: int = N_FEATURES,
+    n_informative: int = N_INFORMATIVE,
+    class_sep: float = CLASS_SEP,
+    label_noise: float = LABEL_NOISE,
+    seed: int = 0,
+    *,
+    n_redundant: int = N_REDUNDANT,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A synthetic binary classification task: ``X`` float32 [n_samples, n_features], ``y`` float32 0/1.
+
+    Args:
+        n_samples: rows (at least 2; half of them class 0, half class 1).
+        n_features: columns; the first ``n_informative`` are informative, the next ``n_redundant`` are
+            linear combinations of those, the rest are noise.
+        n_informative: informative features (>= 1).
+        class_sep: distance of each class centre from the boundary, in within-class standard deviations.
+            Larger is easier; 0 makes the classes identical. The clean-label error of the best classifier
+            is ``Phi(-class_sep)``.
+        label_noise: fraction of labels flipped at random (0 to 0.5); exactly ``round(label_noise * n)``
+            rows are flipped.
+        seed: the same seed gives the same data, bit for bit.
+        n_redundant: redundant features (default 2); ``n_informative + n_redundant <= n_features``.
+
+    The module docstring explains the construction; :func:`bayes_accuracy` gives the ceiling.
+    """
+    n_samples = _int(n_samples, "n_samples", 2)
+    n_features = _int(n_features, "n_features", 1)
+    n_informative = _int(n_informative, "n_informative", 1, n_features)
+    n_redundant = _int(n_redundant, "n_redundant", 0)
+    if n_informative + n_redundant > n_features:
+        raise ValueError(
+            f"n_informative + n_redundant ({n_informative} + {n_redundant}) "
+            f"must be <= n_features ({n_features})"
+        )
+    bayes_accuracy(class_sep, label_noise)  # validates both
+    seed = _seed(seed)
+
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.float64
+
+    # Labels: half and half, in random order.
+    y = torch.zeros(n_samples, dtype=dt)
+    y[n_samples // 2 :] = 1.0
+    y = y[torch.randperm(n_samples, generator=g)]
+    signs = 2.0 * y - 1.0  # -1 for class 0, +1 for class 1
+
+    # Latent space: unit-variance Gaussians centred at -/+ class_sep along a random unit direction u.
+    u = torch.randn(n_informative, generator=g, dtype=dt)
+    u = u / u.norm()
+    z = torch.randn(n_samples, n_informative, generator=g, dtype=dt) + float(class_sep) * signs[:, None] * u
+
+    # Informative features: a random rotation of the latent coordinates, each stretched by 0.5 to 1.5,
+    # so the features are correlated, yet no information is lost and no direction is nearly flat
+    # (a badly conditioned mix would make gradient descent crawl along it).
+    rotation, _ = torch.linalg.qr(torch.randn(n_informative, n_informative, generator=g, dtype=dt))
+    stretch = torch.empty(n_informative, dtype=dt).uniform_(0.5, 1.5, generator=g)
+    informative = z @ (rotation * stretch)
+    redundant = (
+        informative
+        @ torch.randn(n_informative, n_redundant, generator=g, dtype=dt)
+        / math.sqrt(n_informative)
+    )
+    n_noise = n_features - n_informative - n_redundant
+    noise = torch.randn(n_samples, n_noise, generator=g, dtype=dt)
+    X = torch.cat([informative, redundant, noise], dim=1)
+
+    # Each feature gets its own unit and origin: scales from 0.2 to 5, offsets from -3 to 3.
+    scale = torch.exp(torch.empty(n_features, dtype=dt).uniform_(math.log(0.2), math.log(5.0), generator=g))
+    offset = torch.empty(n_features, dtype=dt).uniform_(-3.0, 3.0, generator=g)
+    X = X * scale + offset
+
+    # Label noise: flip exactly round(label_noise * n) labels.
+    n_flip = round(float(label_noise) * n_samples)
+    if n_flip:
+        flip = torch.randperm(n_samples, generator=g)[:n_flip]
+        y[flip] = 1.0 - y[flip]
+    return X.float(), y.float()
+
+
+# --------------------------------------------------------------------------------------------- split
+def train_test_split(
+    X: Any, y: Any, n_train: int = N_TRAIN, seed: int = 0, *, n_test: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shuffle the rows with ``seed`` and cut them into ``n_train`` training and ``n_test`` test rows.
+
+    ``n_test`` defaults to the rest; when given, ``n_train + n_test`` must equal the number of rows
+    (no row silently dropped). Every row lands in exactly one of the two sets, and the same seed
+    always gives the same split. Returns ``X_train, X_test, y_train, y_test`` (like scikit-learn).
+    """
+    X = check_features(X)
+    y = check_labels(y, len(X))
+    n = len(X)
+    n_train = _int(n_train, "n_train", 1)
+    if n_test is None:
+        if n_train >= n:
+            raise ValueError(
+                f"n_train ({n_train}) must be smaller than the number of rows ({n}) to leave a test set"
+            )
+        n_test = n - n_train
+    n_test = _int(n_test, "n_test", 1)
+    if n_train + n_test != n:
+        raise ValueError(
+            f"n_train + n_test must add up to the number of rows: {n_train} + {n_test} = {n_train + n_test}, "
+            f"but X has {n} rows"
+        )
+    g = torch.Generator().manual_seed(_seed(seed))
+    order = torch.randperm(n, generator=g)
+    train_idx, test_idx = order[:n_train], order[n_train:]
+    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+
+
+# --------------------------------------------------------------------------------------------- standardize
+class Standardizer:
+    """Rescale every feature to mean 0 and standard deviation 1, with statistics learned by :meth:`fit`.
+
+    Fit it on the training rows only, then transform training and test rows with the SAME numbers::
+
+        scaler = Standardizer().fit(X_train)
+        X_train_s, X_test_s = scaler.transform(X_train), scaler.transform(X_test)
+
+    ``mean_`` and ``std_`` hold the learned statistics (``std_`` is the population standard deviation,
+    dividing by n). A feature that is constant on the training rows has standard deviation 0; dividing
+    by it would give inf/NaN, so its ``std_`` is set to 1 (the feature is only centred) and its index is
+    listed in ``constant_features_``. ``eps`` decides what counts as constant.
+    """
+
+    def __init__(self, eps: float = 1e-12) -> None:
+        if not (isinstance(eps, int | float) and not isinstance(eps, bool)) or not eps >= 0:
+            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.eps = float(eps)
+        self.mean_: torch.Tensor | None = None
+        self.std_: torch.Tensor | None = None
+        self.constant_features_: list[int] = []
+        self.n_rows_: int = 0
+
+    def fit(self, X: Any) -> Standardizer:
+        """Learn per-feature mean and standard deviation from ``X`` [rows, features]; returns self."""
+        X = check_features(X)
+        mean = X.mean(dim=0)
+        std = X.std(dim=0, correction=0)
+        constant = std <= self.eps
+        self.mean_ = mean
+        self.std_ = torch.where(constant, torch.ones_like(std), std)
+        self.constant_features_ = [int(i) for i in constant.nonzero().flatten()]
+        self.n_rows_ = len(X)
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.mean_ is None or self.std_ is None:
+            raise ValueError("this Standardizer is not fitted yet: call .fit(X_train) first")
+
+    def _check_width(self, X: torch.Tensor) -> None:
+        assert self.mean_ is not None
+        if X.shape[1] != len(self.mean_):
+            raise ValueError(
+                f"X has {X.shape[1]} features but the Standardizer was fitted on {len(self.mean_)}"
+            )
+
+    def transform(self, X: Any) -> torch.Tensor:
+        """``(X - mean_) / std_`` with the fitted statistics (never re-estimated from ``X``)."""
+        self._check_fitted()
+        X = check_features(X)
+        self._check_width(X)
+        return (X - self.mean_.to(X)) / self.std_.to(X)
+
+    def fit_transform(self, X: Any) -> torch.Tensor:
+        """``fit(X)`` then ``transform(X)``: use it on the training rows only."""
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, Z: Any) -> torch.Tensor:
+        """Undo :meth:`transform`: ``Z * std_ + mean_``."""
+        self._check_fitted()
+        Z = check_features(Z, "Z")
+        self._check_width(Z)
+        return Z * self.std_.to(Z) + self.mean_.to(Z)
+
+    def __repr__(self) -> str:
+        if self.mean_ is None:
+            return "Standardizer(not fitted)"
+        return f"Standardizer(fitted on {self.n_rows_} rows x {len(self.mean_)} features)"
+
+
+# --------------------------------------------------------------------------------------------- loaders
+class BatchedTensorDataset(TensorDataset):
+    """A ``TensorDataset`` that hands a whole batch of rows to the ``DataLoader`` at once.
+
+    A plain ``TensorDataset`` is read one row at a time and the rows are stacked again into a batch
+    (``default_collate``): for a tiny model that bookkeeping costs more than the training step itself.
+    ``__getitems__`` (which ``DataLoader`` uses when a dataset has it) slices all rows of a batch in one
+    indexing operation instead; :func:`keep_batch` then passes the batch through unchanged. Which rows
+    form which batch is decided by the sampler exactly as before, so the batches are the same as those
+    of ``DataLoader(TensorDataset(X, y), batch_size, shuffle=True, generator=...)`` with the same seed.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def keep_batch(batch: Any) -> Any:
+    """The ``collate_fn`` for :class:`BatchedTensorDataset`: the batch is already stacked."""
+    return batch
+
+
+def make_loaders(
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    batch_size: int = BATCH_SIZE,
+    seed: int = 0,
+    *,
+    test_batch_size: int | None = None,
+    drop_last: bool = False,
+) -> tuple[DataLoader, DataLoader]:
+    """Mini-batch loaders: the training loader reshuffles every epoch, the test loader never does.
+
+    The training loader's shuffling comes from its own ``torch.Generator`` seeded with ``seed``, so
+    the same seed gives the same batches in the same order, epoch after epoch, whatever else has used
+    the global random generator in between. Tensors are converted to float32 (the dtype of the model's
+    weights). ``test_batch_size`` defaults to 256 (evaluation needs no gradients, so bigger is cheaper).
+    The loaders yield exactly the batches of ``DataLoader(TensorDataset(X, y), batch_size, shuffle=True,
+    generator=torch.Generator().manual_seed(seed))``, only faster (see :class:`BatchedTensorDataset`).
+    """
+    X_train = check_features(X_train, "X_train")
+    y_train = check_labels(y_train, len(X_train), "y_train")
+    X_test = check_features(X_test, "X_test")
+    y_test = check_labels(y_test, len(X_test), "y_test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(
+            f"X_train and X_test must have the same features: {X_train.shape[1]} vs {X_test.shape[1]} columns"
+        )
+    batch_size = _int(batch_size, "batch_size", 1)
+    test_batch_size = _int(256 if test_batch_size is None else test_batch_size, "test_batch_size", 1)
+    if not isinstance(drop_last, bool):
+        raise ValueError(f"drop_last must be True or False, got {drop_last!r}")
+    if drop_last and batch_size > len(X_train):
+        raise ValueError(
+            f"with drop_last=True, batch_size ({batch_size}) must be <= the number of training rows "
+            f"({len(X_train)}), or an epoch would have no batch at all"
+        )
+    g = torch.Generator().manual_seed(_seed(seed))
+    train = BatchedTensorDataset(X_train.float(), y_train.float())
+    test = BatchedTensorDataset(X_test.float(), y_test.float())
+    train_loader = DataLoader(
+        train, batch_size=batch_size, shuffle=True, generator=g, drop_last=drop_last, collate_fn=keep_batch
+    )
+    test_loader = DataLoader(test, batch_size=test_batch_size, shuffle=False, collate_fn=keep_batch)
+    return train_loader, test_loader
+
+
+# --------------------------------------------------------------------------------------------- whole task
+@dataclass
+class Task:
+    """The whole seed-002 pipeline's result: raw data, the split, the fitted scaler and the loaders.
+
+    ``X_train``/``X_test`` are standardized with statistics of the training rows; ``X_raw``/``y_raw`` are
+    the generated data before the split. ``train``/``test`` are the loaders, so a Task can be passed to
+    ``lrlab.training.fit`` directly. Iterating a Task yields ``(train, test)``.
+    """
+
+    X_raw: torch.Tensor
+    y_raw: torch.Tensor
+    X_train: torch.Tensor
+    X_test: torch.Tensor
+    y_train: torch.Tensor
+    y_test: torch.Tensor
+    scaler: Standardizer
+    train: DataLoader
+    test: DataLoader
+    seed: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    def __iter__(self) -> Iterator[DataLoader]:
+        return iter((self.train, self.test))
+
+    def __repr__(self) -> str:
+        return (
+            f"Task(seed={self.seed}, train={tuple(self.X_train.shape)}, test={tuple(self.X_test.shape)}, "
+            f"batch_size={self.train.batch_size}, "
+            f"bayes_accuracy={self.info.get('bayes_accuracy', float('nan')):.3f})"
+        )
+
+
+def load_task(
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+    *,
+    n_samples: int = N_SAMPLES,
+    n_features: int = N_FEATURES,
+    n_informative: int = N_INFORMATIVE,
+    n_redundant: int = N_REDUNDANT,
+    class_sep: float = CLASS_SEP,
+    label_noise: float = LABEL_NOISE,
+    n_train: int | None = None,
+) -> Task:
+    """Generate, split, standardize (train statistics only) and wrap in loaders, all with one ``seed``.
+
+    ``n_train`` defaults to 80 % of the rows (800 of 1000, as in the tutorial).
+    """
+    seed = _seed(seed)
+    X, y = make_classification(
+        n_samples, n_features, n_informative, class_sep, label_noise, seed, n_redundant=n_redundant
+    )
+    if n_train is None:
+        n_train = max(1, min(n_samples - 1, round(0.8 * n_samples)))
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, n_train=n_train, seed=seed)
+    scaler = Standardizer().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    train, test = make_loaders(X_tr, y_tr, X_te, y_te, batch_size=batch_size, seed=seed)
+    info = {
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "n_informative": n_informative,
+        "n_redundant": n_redundant,
+        "class_sep": class_sep,
+        "label_noise": label_noise,
+        "bayes_accuracy": bayes_accuracy(class_sep, label_noise),
+    }
+    return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info)
+
+
+# --------------------------------------------------------------------------------------------- leakage
+@dataclass
+class LeakageReport:
+    """What normalizing before the split (the tutorial's order) leaks, measured.
+
+    Statistics (in units of the training rows' standard deviation, per feature):
+
+    * ``mean_gap``: largest |mean of all rows - mean of training rows| over features;
+      ``std_ratio``: largest std(all rows) / std(training rows) (or its inverse) over features.
+    * ``test_share``: the fraction of the rows behind the leaky statistics that are test rows.
+    * ``influence``: how far the leaky mean moves (in training standard deviations) when every test
+      row moves by one training standard deviation: exactly ``test_share``; the clean mean does not move.
+
+    ``accuracy`` maps each way of standardizing to the test accuracy of the same model trained on the
+    same rows: ``"train statistics"`` (correct), ``"all rows (normalize, then split)"`` (the tutorial)
+    and ``"test statistics for the test rows"`` (another common mistake). ``shift`` is how far the test
+    rows were moved (in training standard deviations, along every feature) to imitate data that drifts
+    after training; with ``shift=0`` the rows are i.i.d. and the accuracies barely differ.
+    """
+
+    n_train: int
+    n_test: int
+    shift: float
+    mean_gap: float
+    std_ratio: float
+    test_share: float
+    influence: float
+    accuracy: dict[str, float]
+
+    def table(self) -> str:
+        lines = [
+            f"rows: {self.n_train} train + {self.n_test} test, test rows shifted by {self.shift:g} std",
+            f"largest gap between the leaky and the clean mean : {self.mean_gap:.4f} train std",
+            f"largest ratio between the leaky and the clean std: {self.std_ratio:.4f}",
+            f"share of test rows inside the leaky statistics   : {self.test_share:.1%}",
+            f"leaky mean moves per 1 std move of the test rows : {self.influence:.3f} std (clean: 0)",
+        ]
+        if self.accuracy:
+            lines.append("test accuracy by standardization:")
+            lines += [f"  {name:<36s} {acc:.3f}" for name, acc in self.accuracy.items()]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + self.table() + "</pre>"
+
+
+def _fit_accuracy(
+    X_tr: torch.Tensor, y_tr: torch.Tensor, X_te: torch.Tensor, y_te: torch.Tensor, seed: int, epochs: int
+) -> float:
+    from lrlab.models import MLP  # imported here: models and training build on this module
+    from lrlab.training import default_recipe, fit
+
+    recipe = default_recipe()
+    loaders = make_loaders(X_tr, y_tr, X_te, y_te, batch_size=recipe.batch_size, seed=seed)
+    model = MLP(X_tr.shape[1], hidden=recipe.hidden, seed=seed)
+    trace = fit(model, loaders, recipe.make_optimizer(model), epochs, device="cpu", progress=False)
+    return float(trace.final["test_acc"])
+
+
+def leakage_report(
+    X: Any,
+    y: Any,
+    n_train: int = N_TRAIN,
+    seed: int = 0,
+    *,
+    shift: float = 0.0,
+    train: bool = True,
+    epochs: int = 10,
+) -> LeakageReport:
+    """Measure what "normalize, then split" leaks compared with "split, then normalize".
+
+    The split uses ``seed``; the test rows are then moved by ``shift`` training standard deviations
+    (0 = no drift). With ``train=True`` the same MLP (default recipe, ``epochs`` epochs, same seed) is
+    trained on each version of the data to compare test accuracies (a few tenths of a second each).
+    """
+    X = check_features(X)
+    y = check_labels(y, len(X))
+    shift = float(shift)
+    if not math.isfinite(shift):
+        raise ValueError(f"shift must be a finite number, got {shift!r}")
+    epochs = _int(epochs, "epochs", 1)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, n_train=n_train, seed=seed)
+    clean = Standardizer().fit(X_tr)
+    X_te = X_te + shift * clean.std_  # drift after training time (0 by default)
+    X_all = torch.cat([X_tr, X_te])
+    leaky = Standardizer().fit(X_all)
+    mean_gap = float(((leaky.mean_ - clean.mean_).abs() / clean.std_).max())
+    ratio = leaky.std_ / clean.std_
+    std_ratio = float(torch.maximum(ratio, 1 / ratio).max())
+    test_share = len(X_te) / len(X_all)
+    # Move every test row by one training std and refit: the leaky mean follows, the clean one cannot.
+    moved = Standardizer().fit(torch.cat([X_tr, X_te + clean.std_]))
+    influence = float(((moved.mean_ - leaky.mean_) / clean.std_).mean())
+    accuracy: dict[str, float] = {}
+    if train:
+        own = Standardizer().fit(X_te)
+        versions = {
+            "train statistics": (clean.transform(X_tr), clean.transform(X_te)),
+            "all rows (normalize, then split)": (leaky.transform(X_tr), leaky.transform(X_te)),
+            "test statistics for the test rows": (clean.transform(X_tr), own.transform(X_te)),
+        }
+        for name, (a, b) in versions.items():
+            accuracy[name] = _fit_accuracy(a, y_tr, b, y_te, seed, epochs)
+    return LeakageReport(len(X_tr), len(X_te), shift, mean_gap, std_ratio, test_share, influence, accuracy)
