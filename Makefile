@@ -19,6 +19,9 @@ help:
 	@echo "make lint     ruff on the package, tests and notebooks"
 
 $(STAMP): constraints.txt pyproject.toml
+	@if ! command -v bwrap > /dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo "Installing Debian's bubblewrap (the sandbox lrlab grade runs submissions in)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap > /dev/null; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "Installing the course environment into $(VENV) from constraints.txt (about a minute)..."
 	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' > $(VENV)/install.log 2>&1 \
@@ -37,7 +40,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --no-browser --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: $(STAMP)
-	$(BIN)/python -m lrlab.bench
+	$(BIN)/python -m benchmarks
 
 release: $(STAMP)
 	$(BIN)/lrlab release
@@ -46,7 +49,7 @@ validate: $(STAMP)
 	$(BIN)/lrlab validate
 
 lint: $(STAMP)
-	$(BIN)/ruff check utils tests source notebooks
+	$(BIN)/ruff check utils tests benchmarks
 
 clean:
 	rm -rf build .pytest_cache

@@ -180,6 +180,7 @@ def test_run_and_release_refuse_bad_arguments(tmp_path):
 @pytest.mark.slow
 def test_run_prints_a_table_injects_parameters_and_fails_on_a_failing_notebook(tmp_path):
     nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell('SEED = 0\nDEVICE = "auto"\nBOOM = False'),
                 nbformat.v4.new_code_cell("assert not BOOM, 'boom was set'")]
     nb.cells[0].metadata["tags"] = ["parameters"]
