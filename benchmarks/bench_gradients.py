@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
 from lrlab.data import load_task
 from lrlab.gradients import GradientTracker, per_sample_grads
 from lrlab.models import MLP

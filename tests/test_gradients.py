@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from lrlab import gradients as G
 from lrlab.data import load_task
 from lrlab.models import MLP
 from lrlab.training import Callback, fit
-from torch import nn
 
 torch.set_num_threads(1)
 
