@@ -68,16 +68,17 @@ def _per_sample_rows(quick: bool) -> list[dict]:
     vmap = lambda: per_sample_grads(model, X, y)  # noqa: E731
     outer = lambda: per_sample_grads(model, X, y, method="linear")  # noqa: E731
 
-    reps = 3 if quick else 7
+    reps = 5 if quick else 9
+    number = 20 if quick else 50
     rows = []
-    tl, tv = _median_pair(loop, vmap, reps)
+    tl, tv = _median_pair(loop, vmap, 3 if quick else 5, number=1)
     rows.append(_row("per-sample grads, batch 256, course MLP", "loop of 256 single backwards", tl,
                      "vmap(grad)", tv, tl / tv, ">= 20x", tl / tv >= 20))
-    tb, tv = _median_pair(batch, vmap, reps, number=10 if quick else 30)
+    tb, tv = _median_pair(batch, vmap, reps, number=number)
     rows.append(_row("per-sample grads vs one batch backward, batch 256", "one batch forward+backward", tb,
                      "vmap(grad)", tv, tv / tb, "<= 3x", tv / tb <= 3,
                      "the batch pass gives only the mean gradient"))
-    tb, to = _median_pair(batch, outer, reps, number=10 if quick else 30)
+    tb, to = _median_pair(batch, outer, reps, number=number)
     rows.append(_row("per-sample grads vs one batch backward, batch 256", "one batch forward+backward", tb,
                      "outer products (method='linear')", to, to / tb, "<= 3x", to / tb <= 3,
                      "one batched backward to the layer outputs, then einsum per nn.Linear"))
@@ -87,7 +88,7 @@ def _per_sample_rows(quick: bool) -> list[dict]:
 def _tracker_rows(quick: bool) -> list[dict]:
     rows = []
     epochs = 2 if quick else 4
-    reps = 3 if quick else 7
+    reps = 5 if quick else 9
     for batch_size in (32, 256):
         task = load_task(seed=0, batch_size=batch_size)
         batches = list(task.train)
