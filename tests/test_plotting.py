@@ -74,6 +74,13 @@ def test_long_step_runs_are_sampled_and_get_k_ticks():
     assert any(t.get_text().endswith("K") for t in ax.get_xticklabels())
 
 
+def test_a_plain_function_can_be_plotted_in_samples():
+    ax = P.plot_schedule({"mine": lambda n: 1e-4 * min(1.0, n / 2e6), "lrlab": S.seed000_schedule()},
+                         total=60_000_000, unit="sample")
+    assert ax.get_xlabel() == "sample" and len(ax.lines) == 2
+    assert P.plot_schedule(lambda t: 0.1, total=10).get_xlabel() == "step"
+
+
 def test_plain_functions_and_log_scale():
     ax = P.plot_schedule(lambda t: 0.1 * 0.99**t, total=100, logy=True, title=None)
     assert ax.get_yscale() == "log" and ax.get_title() == ""

@@ -87,8 +87,9 @@ def _named(schedules: Any) -> list[tuple[str, Callable[[float], float]]]:
     return named
 
 
-def _unit_of(schedule: Any) -> str:
-    return getattr(schedule, "unit", "step")
+def _unit_of(schedule: Any) -> str | None:
+    """A schedule's unit, or None for a plain function (which fits either unit)."""
+    return getattr(schedule, "unit", None)
 
 
 def schedule_grid(total: float, unit: str, points: int = 1000) -> np.ndarray:
@@ -107,20 +108,21 @@ def plot_schedule(schedules: Any, total: float | None = None, *, unit: str | Non
     ``schedules``: one schedule (any callable ``t -> lr``), a list of them, or a dict name -> schedule
     (the names go in the legend). ``total``: the x range; by default the longest ``horizon`` of the
     schedules. ``unit``: ``"step"`` or ``"sample"`` (by default the schedules' own unit, which they
-    must share); sample counts get ``K``/``M`` tick labels. Step-indexed schedules with at most
+    must share; plain functions fit either, and count steps unless told); sample counts get
+    ``K``/``M`` tick labels. Step-indexed schedules with at most
     ``points`` steps are drawn as stairs (the LR holds during a step); otherwise ``points + 1`` values
     are joined by lines. ``line_kwargs`` go to ``Axes.plot`` (e.g. ``lw=2``).
     """
     named = _named(schedules)
-    units = {_unit_of(s) for _, s in named}
+    units = {_unit_of(s) for _, s in named} - {None}
     if unit is None:
         if len(units) > 1:
             raise ValueError(f"the schedules count different units {sorted(units)}; plot them separately or "
                              "convert with lrlab.schedules.to_samples / to_steps")
-        unit = units.pop()
+        unit = units.pop() if units else "step"
     if unit not in ("step", "sample"):
         raise ValueError(f"unit must be 'step' or 'sample', got {unit!r}")
-    wrong = [name for name, s in named if _unit_of(s) != unit]
+    wrong = [name for name, s in named if _unit_of(s) not in (None, unit)]
     if wrong:
         raise ValueError(f"unit={unit!r}, but {wrong} count {'samples' if unit == 'step' else 'steps'}; "
                          "convert with lrlab.schedules.to_samples / to_steps")
