@@ -47,6 +47,14 @@ def file_browser_names(page: Page) -> list[str]:
     return [t.strip() for t in page.locator("#filebrowser .jp-DirListing-itemText").all_inner_texts()]
 
 
+def open_in_file_browser(page: Page, name: str) -> None:
+    """Double-click ``name`` in the file browser's current folder (enters a folder, opens a file)."""
+    item = page.locator("#filebrowser .jp-DirListing-item").filter(
+        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$"))
+    )
+    item.first.dblclick()
+
+
 def open_notebook(page: Page, lab, path: str, timeout_s: float = 90) -> Locator:
     """Open ``path`` (relative to the course) in a fresh JupyterLab; wait for its kernel to be idle.
 
@@ -146,3 +154,48 @@ def wait_all_done(page: Page, timeout_s: float = 120) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"cells still running after {timeout_s} s")
+
+
+# ------------------------------------------------------------------------------- nbgrader notebooks
+
+
+def code_cell_at(panel: Locator, index: int) -> Locator:
+    """The ``index``-th code cell (0-based, counting code cells only, as in the .ipynb file)."""
+    cell = panel.locator(".jp-Notebook .jp-CodeCell").nth(index)
+    cell.scroll_into_view_if_needed()
+    return cell
+
+
+def code_index(notebook, grade_id: str) -> int:
+    """Position of the nbgrader cell ``grade_id`` among the notebook's code cells."""
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    for index, cell in enumerate(code_cells):
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return index
+    raise AssertionError(f"the notebook has no code cell with grade_id {grade_id!r}")
+
+
+def cell_by_grade_id(notebook, grade_id: str):
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return cell
+    raise AssertionError(f"the notebook has no cell with grade_id {grade_id!r}")
+
+
+def solution_of(source_notebook, grade_id: str) -> str:
+    """The instructor's answer for ``grade_id``: the source cell without the solution markers."""
+    source = cell_by_grade_id(source_notebook, grade_id).source
+    markers = ("### BEGIN SOLUTION", "### END SOLUTION")
+    return "\n".join(line for line in source.splitlines() if line.strip() not in markers)
+
+
+def answer_cells(notebook, kinds: tuple[str, ...] = ("code",)) -> list[str]:
+    """grade_ids of the cells the learner answers in (nbgrader ``solution`` cells), in notebook order.
+
+    ``kinds`` are cell types: "code" for autograded answers, "markdown" for written answers.
+    """
+    return [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in notebook.cells
+        if c.cell_type in kinds and c.metadata.get("nbgrader", {}).get("solution")
+    ]

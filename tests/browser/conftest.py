@@ -46,6 +46,7 @@ CHROMIUM_ARGS = [
 ]
 
 SERVER_START_TIMEOUT_S = 90
+EXPECT_TIMEOUT_MS = 30_000
 FIRST_RENDER_TIMEOUT_S = 90
 
 # Lab settings for the copy: no news or update checks (the machine may be offline), nothing else changed.
@@ -57,6 +58,7 @@ LAB_USER_SETTINGS = {
 }
 
 _DURATIONS: dict[str, float] = {}
+_REPORTS = pytest.StashKey[dict]()
 
 
 def _unavailable(reason: str) -> None:
@@ -90,6 +92,10 @@ def browser():
     except ImportError:
         _unavailable("the Python package `playwright` is not installed (it is in the `dev` extra)")
 
+    from playwright.sync_api import expect
+
+    # The machine may be busy (a kernel importing torch on the same cores): give the UI time to answer.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     BUILD.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         started = time.monotonic()
@@ -161,9 +167,7 @@ def _copy_course(target: Path) -> Path:
     for part in COURSE_PARTS:
         source = REPO / part
         if source.is_dir():
-            shutil.copytree(
-                source, target / part, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
-            )
+            shutil.copytree(source, target / part, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
         elif source.is_file():
             shutil.copy2(source, target / part)
         else:
@@ -194,9 +198,7 @@ def _isolated_env(home: Path) -> dict[str, str]:
         file.write_text(json.dumps(values))
     # No news feed, no update check: the learner's lab must not depend on the network.
     (dirs["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.json").write_text(
-        json.dumps(
-            {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
-        )
+        json.dumps({"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}})
     )
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -225,7 +227,7 @@ def _stop(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -312,18 +314,31 @@ def lab(browser, tmp_path_factory) -> LabServer:
         _stop(process)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
 @pytest.fixture
-def page(browser, lab):
-    """A fresh browser tab (1400x900) for one scenario; its kernels are shut down afterwards."""
+def page(browser, lab, request):
+    """A fresh browser tab (1400x900) for one scenario; its kernels are shut down afterwards.
+
+    When the scenario fails, the tab is saved as build/browser/FAILED-<test name>.png.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(EXPECT_TIMEOUT_MS)
     tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.lrlab_page_errors = errors  # read by tests that want to assert a clean console
     try:
         yield tab
     finally:
+        call = request.node.stash.get(_REPORTS, {}).get("call")
+        if call is not None and call.failed:
+            try:
+                tab.screenshot(path=str(BUILD / f"FAILED-{request.node.name}.png"))
+            except Exception:  # a missing screenshot must not hide the real failure
+                pass
         context.close()
         try:
             lab.shutdown_kernels()
@@ -346,13 +361,18 @@ def screenshot(page):
 # --------------------------------------------------------------------------------------------- reporting
 
 
+_RAN: set[str] = set()
+
+
 def pytest_runtest_logreport(report):
     if "browser" in report.keywords:
         _DURATIONS[report.nodeid] = _DURATIONS.get(report.nodeid, 0.0) + report.duration
+        if report.when == "call":
+            _RAN.add(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _DURATIONS:
+    if not _RAN:  # skipped (the reason is in pytest's summary) or not selected
         return
     total = sum(_DURATIONS.values())
     record_timing("browser_suite_s", total)
@@ -368,7 +388,5 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
     if BUILD.is_dir():
         (BUILD / "timings.json").write_text(
-            json.dumps(
-                {"timings": TIMINGS, "tests": {k: round(v, 2) for k, v in _DURATIONS.items()}}, indent=2
-            )
+            json.dumps({"timings": TIMINGS, "tests": {k: round(v, 2) for k, v in _DURATIONS.items()}}, indent=2)
         )

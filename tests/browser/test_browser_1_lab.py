@@ -14,8 +14,9 @@ from browser_helpers import (
     REPO,
     expect,
     file_browser_names,
-    open_notebook,
+    open_in_file_browser,
     wait_for_file_browser,
+    wait_kernel_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -25,11 +26,7 @@ NBGRADER_MENU_ITEMS = {"Assignment List", "Course List", "Formgrader", "Create a
 
 def _assignments() -> list[str]:
     source = REPO / "source"
-    return (
-        sorted(d.name for d in source.iterdir() if d.is_dir() and any(d.glob("*.ipynb")))
-        if source.is_dir()
-        else []
-    )
+    return sorted(d.name for d in source.iterdir() if d.is_dir() and any(d.glob("*.ipynb"))) if source.is_dir() else []
 
 
 def _release_notebooks() -> list[str]:
@@ -38,7 +35,7 @@ def _release_notebooks() -> list[str]:
     return [p.relative_to(REPO).as_posix() for p in found if ".ipynb_checkpoints" not in p.parts]
 
 
-def test_lab_shows_the_course_and_the_nbgrader_menu(lab, page, screenshot):
+def test_lab_opens_on_the_course_with_nbgrader_active(lab, page, screenshot):
     page.goto(lab.lab_url())
     wait_for_file_browser(page, COURSE_FOLDERS)
     names = file_browser_names(page)
@@ -50,9 +47,7 @@ def test_lab_shows_the_course_and_the_nbgrader_menu(lab, page, screenshot):
     expect(menu_bar.filter(has_text=re.compile(r"^Nbgrader$"))).to_have_count(1)
     menu_bar.filter(has_text=re.compile(r"^Nbgrader$")).click()
     items = set(page.locator(".lm-Menu:visible .lm-Menu-itemLabel").all_inner_texts())
-    assert NBGRADER_MENU_ITEMS <= items, (
-        f"the Nbgrader menu lacks {sorted(NBGRADER_MENU_ITEMS - items)}: {items}"
-    )
+    assert NBGRADER_MENU_ITEMS <= items, f"the Nbgrader menu lacks {sorted(NBGRADER_MENU_ITEMS - items)}: {items}"
     screenshot("01_lab_nbgrader_menu")
 
     # The formgrader runs on the server with the course's own nbgrader_config.py (found in the working
@@ -66,17 +61,17 @@ def test_lab_shows_the_course_and_the_nbgrader_menu(lab, page, screenshot):
     screenshot("01_lab_formgrader")
 
     # The "Create Assignment" panel of the nbgrader extension sits in the right sidebar.
-    expect(
-        page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tabLabel", has_text="Create Assignment")
-    ).to_be_visible()
+    right_tabs = page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tabLabel")
+    expect(right_tabs.filter(has_text="Create Assignment")).to_be_visible()
 
-
-def test_release_notebook_has_the_validate_button(lab, page, screenshot):
+    # A learner walks the file browser to an assignment notebook: its toolbar carries nbgrader's Validate.
     notebooks = _release_notebooks()
-    if not notebooks:
-        pytest.skip("the course has no release notebook yet")
-    panel = open_notebook(page, lab, notebooks[0])
+    assert notebooks, "the course has no release notebook (release/<nn_name>/*.ipynb)"
+    for part in notebooks[0].split("/"):
+        open_in_file_browser(page, part)
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
     button = panel.locator(".jp-Toolbar .validate-button")
-    expect(button).to_be_visible()
+    expect(button).to_be_visible(timeout=30_000)
     expect(button).to_have_text("Validate")
+    wait_kernel_idle(page)  # the notebook's kernel starts: the learner can run cells
     screenshot("01_lab_validate_button")
