@@ -684,14 +684,14 @@ class Piecewise(Schedule):
         if all(lr == 0 for _, lr in pts):
             raise ValueError("at least one point needs an LR > 0")
         _set(self, points=tuple(pts), kind=_choice("kind", self.kind, PIECEWISE_KINDS), unit=_unit(self.unit))
+        _set(self, _ts=[p[0] for p in pts])  # the t values, for bisect (not a field: not in repr or ==)
 
     @property
     def horizon(self) -> float | None:
         return self.points[-1][0] or None
 
     def _lr(self, t: float) -> float:
-        ts = [p[0] for p in self.points]
-        i = bisect.bisect_right(ts, t) - 1  # the last point at or before t (the later one at a jump)
+        i = bisect.bisect_right(self._ts, t) - 1  # the last point at or before t (the later one at a jump)
         t0, lr0 = self.points[i]
         if i == len(self.points) - 1 or self.kind == "step":
             return lr0

@@ -90,6 +90,11 @@ class Strategy:
         return values.get("total") or schedule.horizon or 1000
 
 
+def _floor(v: Mapping[str, Any]) -> float:
+    """The floor LR from the "floor (× lr)" slider, rounded so that reprs stay readable."""
+    return float(f"{v['lr'] * v['floor_frac']:.6g}")
+
+
 LR = Param("lr", "log", 0.1, -4, 0, description="lr (peak)")
 TOTAL = Param("total", "int", 1000, 50, 5000, 50, description="total steps")
 FLOOR = Param("floor_frac", "float", 0.0, 0.0, 0.5, 0.01, description="floor (× lr)")
@@ -99,7 +104,7 @@ WARMUP = Param("warmup", "int", 100, 0, 1000, 10, description="warmup steps")
 def _warmup_cosine(v: Mapping[str, Any]) -> S.Schedule:
     if not 0 < v["warmup"] < v["total"]:
         raise ValueError(f"warmup ({v['warmup']}) must be > 0 and < total ({v['total']}) steps")
-    return S.Warmup(S.Cosine(v["lr"], v["total"] - v["warmup"], v["lr"] * v["floor_frac"]), v["warmup"])
+    return S.Warmup(S.Cosine(v["lr"], v["total"] - v["warmup"], _floor(v)), v["warmup"])
 
 
 def _seed000(v: Mapping[str, Any]) -> S.Schedule:
@@ -119,15 +124,15 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     Strategy("exponential", (LR, TOTAL, Param("gamma", "float", 0.997, 0.99, 1.0, 0.0005)),
              lambda v: S.Exponential(v["lr"], v["gamma"])),
     Strategy("polynomial", (LR, TOTAL, Param("power", "float", 2.0, 0.25, 4.0, 0.25), FLOOR),
-             lambda v: S.Polynomial(v["lr"], v["total"], v["power"], v["lr"] * v["floor_frac"])),
-    Strategy("cosine", (LR, TOTAL, FLOOR), lambda v: S.Cosine(v["lr"], v["total"], v["lr"] * v["floor_frac"])),
+             lambda v: S.Polynomial(v["lr"], v["total"], v["power"], _floor(v))),
+    Strategy("cosine", (LR, TOTAL, FLOOR), lambda v: S.Cosine(v["lr"], v["total"], _floor(v))),
     Strategy("warmup + cosine", (LR, TOTAL, WARMUP, FLOOR), _warmup_cosine),
     Strategy("cosine restarts", (LR, TOTAL, Param("period", "int", 100, 10, 2000, 10),
                                  Param("mult", "int", 2, 1, 3), FLOOR),
-             lambda v: S.CosineRestarts(v["lr"], v["period"], v["mult"], v["lr"] * v["floor_frac"])),
+             lambda v: S.CosineRestarts(v["lr"], v["period"], v["mult"], _floor(v))),
     Strategy("WSD", (LR, TOTAL, WARMUP, Param("decay", "int", 200, 10, 5000, 10, description="decay steps"),
                      FLOOR, Param("shape", "choice", "linear", options=S.WSD_SHAPES)),
-             lambda v: S.WSD(v["lr"], v["total"], v["warmup"], v["decay"], v["lr"] * v["floor_frac"], v["shape"])),
+             lambda v: S.WSD(v["lr"], v["total"], v["warmup"], v["decay"], _floor(v), v["shape"])),
     Strategy("one-cycle", (LR, TOTAL, Param("pct_start", "float", 0.3, 0.05, 0.95, 0.05),
                            Param("anneal", "choice", "cos", options=S.ONE_CYCLE_ANNEALS),
                            Param("div_factor", "log", 25.0, 0, 3, description="div factor"),
