@@ -290,6 +290,8 @@ def _rec(loss, acc, test_loss=None, **kw):
     [
         (_rec(0.75, 0.55), None, "high loss and low accuracy at the start"),
         (_rec(0.3, 0.9), None, "fast start"),
+        (_rec(0.66, 0.8), None, "high loss at the start"),
+        (_rec(0.5, 0.6), None, "low accuracy at the start"),
         (_rec(0.60, 0.65), _rec(0.75, 0.55), "loss decreases, accuracy improves"),
         (_rec(0.60, 0.55), _rec(0.75, 0.60), "loss decreases, accuracy dips"),
         (_rec(0.28, 0.86), _rec(0.30, 0.85), "converging"),

@@ -126,8 +126,8 @@ def observe(record: dict, previous: dict | None = None) -> str:
 
     1. the loss is NaN or infinite: "diverged: the loss became NaN/inf"; above 10 (a coin flip costs
        ln 2 = 0.69, so 10 means confidently wrong answers): "exploded: huge loss, ..."
-    2. first epoch: loss >= 0.6 or accuracy < 0.75: "high loss and low accuracy at the start",
-       otherwise "fast start: much is learned in the first epoch"
+    2. first epoch: loss >= 0.6 and accuracy < 0.75: "high loss and low accuracy at the start"; only one
+       of the two: "high loss at the start ..." or "low accuracy at the start"; neither: "fast start: ..."
     3. loss up by more than 2 %: "loss went up: bouncing (LR too high?)"
     4. test loss up by more than 5 % while the loss falls by more than 2 %:
        "test loss rises while the loss falls: noisy steps or overfitting"
@@ -143,8 +143,13 @@ def observe(record: dict, previous: dict | None = None) -> str:
     if loss > HUGE_LOSS:
         return "exploded: huge loss, confidently wrong (LR far too high)"
     if previous is None:
-        if loss >= START_LOSS or (math.isfinite(acc) and acc < START_ACC):
+        high, low = loss >= START_LOSS, math.isfinite(acc) and acc < START_ACC
+        if high and low:
             return "high loss and low accuracy at the start"
+        if high:
+            return "high loss at the start (a coin flip costs 0.69)"
+        if low:
+            return "low accuracy at the start"
         return "fast start: much is learned in the first epoch"
     prev_loss = float(previous.get("train_loss", math.nan))
     if not math.isfinite(prev_loss) or prev_loss <= 0:
