@@ -13,6 +13,7 @@ from lrlab.data import (
     Standardizer,
     Task,
     bayes_accuracy,
+    bayes_loss,
     check_features,
     check_labels,
     leakage_report,
@@ -84,7 +85,7 @@ def test_redundant_features_are_linear_combinations_of_informative_ones():
     assert float((A @ coef - X[:, 3:5]).abs().max()) < 1e-3
 
 
-def _logistic_accuracy(X_tr, y_tr, X_te, y_te):
+def _logistic_fit(X_tr, y_tr, X_te, y_te):
     w = torch.zeros(X_tr.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
@@ -98,15 +99,35 @@ def _logistic_accuracy(X_tr, y_tr, X_te, y_te):
 
     opt.step(closure)
     with torch.no_grad():
-        return float(((X_te @ w + b > 0) == (y_te > 0.5)).double().mean())
+        logits = X_te @ w + b
+        acc = float(((logits > 0) == (y_te > 0.5)).double().mean())
+        return acc, float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y_te.double()))
 
 
 @pytest.mark.parametrize("class_sep, label_noise", [(2.0, 0.05), (1.0, 0.0), (1.5, 0.2)])
-def test_bayes_accuracy_is_what_the_best_linear_rule_reaches(class_sep, label_noise):
+def test_bayes_accuracy_and_loss_are_what_the_best_linear_rule_reaches(class_sep, label_noise):
     X, y = make_classification(n_samples=20000, class_sep=class_sep, label_noise=label_noise, seed=7)
     scaler = Standardizer().fit(X[:10000])
-    acc = _logistic_accuracy(scaler.transform(X[:10000]), y[:10000], scaler.transform(X[10000:]), y[10000:])
+    acc, loss = _logistic_fit(scaler.transform(X[:10000]), y[:10000], scaler.transform(X[10000:]), y[10000:])
     assert abs(acc - bayes_accuracy(class_sep, label_noise)) < 0.015
+    # the best loss is a lower bound; a linear logit cannot bend its probabilities to the noise level, so it
+    # stays a little above it when labels are flipped
+    assert bayes_loss(class_sep, label_noise) - 0.01 < loss < bayes_loss(class_sep, label_noise) + 0.04
+
+
+@pytest.mark.parametrize("class_sep, label_noise", [(2.0, 0.05), (0.7, 0.3)])
+def test_bayes_loss_matches_a_simulation_of_the_latent_model(class_sep, label_noise):
+    g = torch.Generator().manual_seed(11)
+    n = 400_000
+    sign = torch.randint(0, 2, (n,), generator=g, dtype=torch.float64) * 2 - 1
+    t = torch.randn(n, generator=g, dtype=torch.float64) + class_sep * sign  # the coordinate along the class axis
+    y = (sign > 0).double()
+    flip = torch.rand(n, generator=g, dtype=torch.float64) < label_noise
+    y = torch.where(flip, 1 - y, y)
+    q = torch.sigmoid(2 * class_sep * t)
+    q = (1 - label_noise) * q + label_noise * (1 - q)  # the true probability of label 1 after the flips
+    loss = float(torch.nn.functional.binary_cross_entropy(q, y))
+    assert loss == pytest.approx(bayes_loss(class_sep, label_noise), abs=4e-3)
 
 
 def test_bayes_accuracy_limits():
@@ -114,6 +135,12 @@ def test_bayes_accuracy_limits():
     assert bayes_accuracy(10.0, 0.0) == pytest.approx(1.0)
     assert bayes_accuracy(10.0, 0.1) == pytest.approx(0.9)
     assert bayes_accuracy(2.0, 0.05) == pytest.approx(0.9295, abs=1e-4)
+    assert bayes_loss(0.0, 0.2) == pytest.approx(math.log(2))
+    assert bayes_loss(10.0, 0.0) == pytest.approx(0.0, abs=1e-9)
+    assert bayes_loss(10.0, 0.1) == pytest.approx(-(0.1 * math.log(0.1) + 0.9 * math.log(0.9)))
+    assert bayes_loss(2.0, 0.05) < bayes_loss(1.0, 0.05) < bayes_loss(1.0, 0.2)
+    with pytest.raises(ValueError, match="label_noise"):
+        bayes_loss(1.0, 0.9)
 
 
 @pytest.mark.parametrize(
@@ -322,6 +349,7 @@ def test_load_task_is_the_whole_pipeline():
     train, test = t
     assert train is t.train and test is t.test
     assert t.info["bayes_accuracy"] == pytest.approx(bayes_accuracy())
+    assert t.info["bayes_loss"] == pytest.approx(bayes_loss())
     # the raw rows split the same way as a direct call would
     X_tr, _, _, _ = train_test_split(t.X_raw, t.y_raw, 800, seed=4)
     torch.testing.assert_close(t.scaler.transform(X_tr), t.X_train)

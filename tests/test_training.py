@@ -264,12 +264,13 @@ def test_trace_plot_draws_loss_and_accuracy():
     import matplotlib.pyplot as plt
 
     _, trace = run_recipe(0, device="cpu", progress=False, epochs=3)
-    axes = trace.plot(ceiling=0.93)
+    axes = trace.plot(ceiling=0.93, loss_floor=0.24)
     ax_loss, ax_acc = axes
     ys = [line.get_ydata() for line in ax_loss.get_lines()]
     assert any(np.allclose(y, trace.column("train_loss")) for y in ys)
     assert any(np.allclose(y, trace.column("test_loss")) for y in ys)
     assert any(len(y) == len(trace.steps) for y in ys)
+    assert any(np.allclose(y, 0.24) for y in ys)  # the loss floor
     assert any(np.allclose(line.get_ydata(), trace.column("test_acc")) for line in ax_acc.get_lines())
     plt.close("all")
     fig, two = plt.subplots(1, 2)

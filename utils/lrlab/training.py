@@ -312,12 +312,19 @@ class Trace:
         return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>{msg}"
 
     def plot(
-        self, axes: Any = None, *, steps: bool = True, ceiling: float | None = None, label: str | None = None
+        self,
+        axes: Any = None,
+        *,
+        steps: bool = True,
+        ceiling: float | None = None,
+        loss_floor: float | None = None,
+        label: str | None = None,
     ) -> Any:
         """Loss curves (left: train and test, plus the per-step loss faintly) and test accuracy (right).
 
         ``axes``: two matplotlib axes to draw into (a new 1x2 figure when None), so several traces can
-        share a figure. ``ceiling``: draw the best achievable accuracy as a dotted line. ``label``
+        share a figure. ``ceiling``: draw the best achievable accuracy as a dotted line, ``loss_floor``
+        the lowest achievable loss (``lrlab.data.bayes_accuracy()`` / ``bayes_loss()``). ``label``
         prefixes the legend entries. Returns the two axes (end the line with ``;`` in a notebook).
         """
         import matplotlib.pyplot as plt
@@ -347,6 +354,9 @@ class Trace:
         if len(finite) and finite.max() / finite.min() > 100:
             ax_loss.set_yscale("log")  # a loss that explodes would flatten everything else
         ax_acc.plot(a["epoch"], a["test_acc"], "o-", color=color, label=f"{pre}test accuracy")
+        if loss_floor is not None:
+            floor = float(loss_floor)
+            ax_loss.axhline(floor, ls=":", color="gray", label=f"lowest achievable ({floor:.3f})")
         if ceiling is not None:
             ax_acc.axhline(
                 float(ceiling), ls=":", color="gray", label=f"best achievable ({float(ceiling):.3f})"
