@@ -145,6 +145,32 @@ def test_tracker_single_step_variance_is_nan_and_missing_grad_counts_as_zero():
     assert math.isnan(one.end_epoch()["weight"]["var"])
 
 
+@pytest.mark.parametrize("layers", [["hidden.weight"], "all"])
+def test_tracker_leaves_the_gradients_alone(layers):
+    model = MLP(seed=6)
+    tracker = G.GradientTracker(model, layers=layers)
+    for step, (xb, yb) in enumerate(_batches(4)):
+        model.zero_grad(set_to_none=step % 2 == 0)
+        F.binary_cross_entropy_with_logits(model(xb), yb).backward()
+        before = {n: p.grad.clone() for n, p in model.named_parameters()}
+        tracker.after_backward(model, step)
+        for n, p in model.named_parameters():
+            assert torch.equal(p.grad, before[n]), f"the tracker changed {n}.grad at step {step}"
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True:UserWarning")
+def test_tracker_keeps_its_statistics_out_of_the_autograd_graph():
+    model = nn.Linear(3, 1)
+    tracker = G.GradientTracker(model)
+    for step in range(3):
+        model.zero_grad(set_to_none=True)
+        model(torch.randn(4, 3)).pow(2).mean().backward(create_graph=True)  # p.grad requires grad
+        assert model.weight.grad.requires_grad
+        tracker.after_backward(model, step)
+    assert not tracker._mean.requires_grad and not tracker._m2.requires_grad
+    assert tracker.end_epoch()["weight"]["var"] > 0
+
+
 def test_tracker_welford_is_numerically_stable():
     """A large constant gradient plus small noise: the naive E[g²] - E[g]² in float32 loses it all."""
     model = nn.Linear(50, 1, bias=False)

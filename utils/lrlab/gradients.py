@@ -44,6 +44,19 @@ from lrlab.training import Callback
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# Flatten a list of tensors into one vector in a single call (what DDP uses to bucket gradients);
+# ``torch.cat`` of flattened views is the same thing with more Python overhead.
+_flatten_many: Callable[[list[torch.Tensor]], torch.Tensor] = getattr(
+    torch._C._nn, "flatten_dense_tensors", lambda ts: torch.cat([t.reshape(-1) for t in ts])
+)
+
+
+def _flat_copy(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A NEW 1-D tensor holding all ``tensors`` end to end (never a view of one of them)."""
+    if len(tensors) == 1:  # flattening a single tensor may return a view: the caller would write into it
+        return tensors[0].reshape(-1).clone()
+    return _flatten_many(tensors)
+
 __all__ = [
     "GradientTracker",
     "StepLog",
@@ -162,9 +175,10 @@ class GradientTracker(Callback):
 
     How it stays cheap: the gradients of all tracked parameters are copied into one flat vector per step;
     the per-name sums of ``g²`` and ``|g|`` are one matrix product with a 0/1 membership matrix, and
-    Welford's update (``delta = g - mean; mean += delta/n; M2 += delta * (g - mean)``) is three vector
-    operations. Nothing is copied to the CPU until :meth:`end_epoch`, so on a GPU the tracker never makes
-    training wait. Memory: three copies of the tracked parameters, plus two numbers per name and step.
+    Welford's update (``delta = g - mean; M2 += (n-1)/n * delta²; mean += delta/n``, the same as
+    ``M2 += delta * (g - new mean)``) is three vector operations. Nothing is copied to the CPU until
+    :meth:`end_epoch`, so on a GPU the tracker never makes training wait.
+    Memory: three copies of the tracked parameters, plus two numbers per name and step.
     """
 
     #: above this many entries (parameters x names) the membership matrix is replaced by per-name reductions
@@ -254,11 +268,13 @@ class GradientTracker(Callback):
             start, stop, _ = sl.indices(p.shape[0])
             ranges.append((where[pname] + start * row, where[pname] + stop * row))
         self._ranges = ranges
-        self._numel = np.asarray([b - a for a, b in ranges], dtype=np.float64)
-        self._membership: torch.Tensor | None = None
+        self._numel_list = [b - a for a, b in ranges]
+        self._numel = np.asarray(self._numel_list, dtype=np.float64)
+        self._membership: torch.Tensor | None = None  # [size, K] 0/1: which name each element belongs to
+        self._powers: torch.Tensor | None = None
         self.history: list[dict[str, dict[str, float | int]]] = []
         self._bind(model)
-        self._logged: list[tuple[np.ndarray, np.ndarray]] = []  # (steps, [n, 2, K] rows) of finished epochs
+        self._logged: list[tuple[list[int], torch.Tensor]] = []  # (steps, [n, 2, K] rows) of finished epochs
         self._reset_epoch()
 
     # -- state -----------------------------------------------------------------------------------------
@@ -292,20 +308,34 @@ class GradientTracker(Callback):
             f"steps this epoch={self._n})"
         )
 
+    def _dense(self, like: torch.Tensor) -> bool:
+        """Use the 0/1 membership matrix (cached on ``like``'s device and dtype) unless it would be huge."""
+        if self._size * len(self._ranges) > self.DENSE_LIMIT:
+            return False
+        S = self._membership
+        if S is None or S.dtype is not like.dtype or S.is_cuda is not like.is_cuda or (
+            like.is_cuda and S.device != like.device
+        ):
+            member = np.zeros((self._size, len(self._ranges)), dtype=np.float32)
+            for k, (a, b) in enumerate(self._ranges):
+                member[a:b, k] = 1.0
+            self._membership = torch.from_numpy(member).to(device=like.device, dtype=like.dtype)
+            self._powers = torch.tensor([[2.0], [1.0]], dtype=like.dtype, device=like.device)
+        return True
+
     def _sums(self, flat: torch.Tensor) -> torch.Tensor:
         """``[2, K]``: per tracked name, the sum of ``g²`` (row 0) and of ``|g|`` (row 1)."""
-        K = len(self._ranges)
-        if self._size * K <= self.DENSE_LIMIT:
-            S = self._membership
-            if S is None or S.device != flat.device or S.dtype != flat.dtype:
-                S = torch.zeros(self._size, K, dtype=flat.dtype, device=flat.device)
-                for k, (a, b) in enumerate(self._ranges):
-                    S[a:b, k] = 1
-                self._membership = S
-            return torch.stack((flat * flat, flat.abs())) @ S
+        if self._dense(flat):
+            return flat.abs().pow(self._powers) @ self._membership  # rows |g|² and |g|, summed per name
         views = [flat[a:b] for a, b in self._ranges]  # one fused reduction over all names at once
         squares = torch.stack(torch._foreach_norm(views, 2)).square()
         return torch.stack((squares, torch.stack(torch._foreach_norm(views, 1))))
+
+    def _range_sums(self, vector: torch.Tensor) -> torch.Tensor:
+        """``[K]``: the sum of ``vector`` over each tracked name's range."""
+        if self._dense(vector):
+            return vector @ self._membership
+        return torch.stack([vector[a:b].sum() for a, b in self._ranges])
 
     # -- callback hooks ---------------------------------------------------------------------------------
     def on_train_begin(self, model: nn.Module, trace: Any = None) -> None:
@@ -333,47 +363,45 @@ class GradientTracker(Callback):
         if model is not self._model:
             _check_module(model)
             self._bind(model)
-        with torch.no_grad():
-            flat = torch.cat([
-                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self._params
-            ])  # a fresh copy of this step's gradient
-            self._rows.append(self._sums(flat))
-            self._steps.append(int(step))
-            self._n += 1
-            if self._n == 1:
-                self._mean, self._m2 = flat, torch.zeros_like(flat)
-                return
-            # Welford: delta = g - mean; mean += delta / n; M2 += delta * (g - new mean)
-            delta = flat - self._mean
-            self._mean.add_(delta, alpha=1.0 / self._n)
-            self._m2.addcmul_(delta, flat.sub_(self._mean))
+        # a fresh copy of this step's gradient, all tracked parameters end to end
+        flat = _flat_copy([p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params])
+        if flat.requires_grad:  # gradients made with create_graph=True: keep the statistics out of the graph
+            flat = flat.detach()
+        self._rows.append(self._sums(flat))
+        self._steps.append(int(step))
+        self._n += 1
+        n = self._n
+        if n == 1:
+            self._mean, self._m2 = flat, torch.zeros_like(flat)
+            return
+        # Welford: delta = g - mean; M2 += delta * (g - new mean) = (n-1)/n * delta²; mean += delta / n
+        delta = flat.sub_(self._mean)
+        self._m2.addcmul_(delta, delta, value=(n - 1) / n)
+        self._mean.add_(delta, alpha=1.0 / n)
 
     def end_epoch(self) -> dict[str, dict[str, float | int]]:
         """Summarize the epoch, reset the running state, append to :attr:`history` and return the summary.
 
         Returns ``{name: {"mean_abs": float, "norm": float, "var": float, "n": int}}`` (see the class doc).
         """
-        n, K = self._n, len(self.names)
+        n = self._n
         result: dict[str, dict[str, float | int]] = {}
         if n == 0:
             for name in self.names:
                 result[name] = {"mean_abs": math.nan, "norm": math.nan, "var": math.nan, "n": 0}
         else:
+            assert self._m2 is not None
             with torch.no_grad():
-                assert self._m2 is not None
-                m2 = torch.stack([self._m2[a:b].sum() for a, b in self._ranges]).double()
-                rows = torch.stack(self._rows).double()  # [n, 2, K]
+                rows = torch.stack(self._rows)  # [n, 2, K]: per step, sum of g² and sum of |g| per name
+                stats = torch.stack((rows[:, 0].sqrt().mean(0), rows[:, 1].mean(0), self._range_sums(self._m2)))
                 # the only device -> host copy of the epoch
-                rows_np = rows.cpu().numpy()
-                m2_np = m2.cpu().numpy()
-            norms = np.sqrt(rows_np[:, 0, :]).mean(axis=0)
-            mean_abs = rows_np[:, 1, :].mean(axis=0) / self._numel
-            var = m2_np / (self._numel * (n - 1)) if n > 1 else np.full(K, math.nan)
+                norms, abs_sums, m2 = stats.double().tolist()
             for k, name in enumerate(self.names):
-                result[name] = {"mean_abs": float(mean_abs[k]), "norm": float(norms[k]),
-                                "var": float(var[k]), "n": n}
+                numel = self._numel_list[k]
+                result[name] = {"mean_abs": abs_sums[k] / numel, "norm": norms[k],
+                                "var": m2[k] / (numel * (n - 1)) if n > 1 else math.nan, "n": n}
             if self.keep_steps:
-                self._logged.append((np.asarray(self._steps, dtype=np.int64), rows_np))
+                self._logged.append((list(self._steps), rows))
         self.history.append(result)
         self._reset_epoch()
         return result
@@ -387,8 +415,8 @@ class GradientTracker(Callback):
         if not self._logged:
             empty, none = np.zeros((0, K)), np.zeros(0, np.int64)
             return StepLog(list(self.names), none, none.copy(), empty, empty.copy())
-        steps = np.concatenate([s for s, _ in self._logged])
-        rows = np.concatenate([r for _, r in self._logged])
+        steps = np.concatenate([np.asarray(s, dtype=np.int64) for s, _ in self._logged])
+        rows = torch.cat([r for _, r in self._logged]).double().cpu().numpy()
         epoch = np.concatenate([np.full(len(s), e + 1) for e, (s, _) in enumerate(self._logged)])
         return StepLog(list(self.names), steps, epoch, np.sqrt(rows[:, 0, :]), rows[:, 1, :] / self._numel)
 
