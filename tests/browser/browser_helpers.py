@@ -134,6 +134,15 @@ def output_text(cell: Locator) -> str:
     return "\n".join(outputs.all_inner_texts())
 
 
+_ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception|Failure)\b.*:", re.MULTILINE)
+
+
+def output_errors(panel: Locator) -> list[str]:
+    """Texts of the error outputs (tracebacks) anywhere in the notebook; warnings are not errors."""
+    stderr = panel.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    return [text for text in stderr.all_inner_texts() if _ERROR_TEXT.search(text)]
+
+
 def run_all_cells(page: Page, timeout_s: float = 120) -> None:
     """Run > Run All Cells from the menu bar, then wait until no cell is running or queued."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()

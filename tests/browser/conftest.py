@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -121,7 +121,7 @@ class LabServer:
     log: Path
     ready_s: float = 0.0  # process start -> /api/status answers
     first_render_s: float = 0.0  # process start -> the file browser lists the course
-    extra: dict = field(default_factory=dict)
+    context: object = None  # the browser context (profile) the scenarios open their tabs in
 
     def lab_url(self, path: str = "") -> str:
         """URL of JupyterLab opening ``path`` (relative to the course), with a fresh workspace."""
@@ -297,8 +297,11 @@ def lab(browser, tmp_path_factory) -> LabServer:
         server.ready_s = time.monotonic() - started
         record_timing("lab_server_ready_s", server.ready_s)
 
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
+        # One browser context (profile) for the session: like a learner's browser, it caches JupyterLab's
+        # scripts after the first visit; every scenario still opens a tab of its own on a reset workspace.
+        server.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        server.context.set_default_timeout(EXPECT_TIMEOUT_MS)
+        page = server.context.new_page()
         try:
             page.goto(server.lab_url(), timeout=FIRST_RENDER_TIMEOUT_S * 1000)
             wait_for_file_browser(page, COURSE_FOLDERS, timeout_s=FIRST_RENDER_TIMEOUT_S)
@@ -308,9 +311,11 @@ def lab(browser, tmp_path_factory) -> LabServer:
             page.screenshot(path=str(BUILD / "00_first_render_failed.png"))
             pytest.fail(f"JupyterLab did not render the course: {error}\n{server.log_tail()}", pytrace=False)
         finally:
-            context.close()
+            page.close()
         yield server
     finally:
+        if server.context is not None:
+            server.context.close()
         _stop(process)
 
 
@@ -327,9 +332,7 @@ def page(browser, lab, request):
 
     When the scenario fails, the tab is saved as build/browser/FAILED-<test name>.png.
     """
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(EXPECT_TIMEOUT_MS)
-    tab = context.new_page()
+    tab = lab.context.new_page()
     try:
         yield tab
     finally:
@@ -339,7 +342,7 @@ def page(browser, lab, request):
                 tab.screenshot(path=str(BUILD / f"FAILED-{request.node.name}.png"))
             except Exception:  # a missing screenshot must not hide the real failure
                 pass
-        context.close()
+        tab.close()
         try:
             lab.shutdown_kernels()
         except (urllib.error.URLError, OSError):
