@@ -74,6 +74,22 @@ def test_should_stop():
         F.should_stop(1.0, 1.0, 1.0)
 
 
+def test_stop_index_uses_the_smoothed_loss_after_the_burn_in():
+    losses = [1.0] * 30 + [0.5] * 30
+    assert F.stop_index(losses) is None
+    spiky = list(losses)
+    spiky[45] = 5.0  # one bad batch: 10x the loss, but the average moves less than 4x
+    assert F.stop_index(spiky) is None
+    rising = [1.0] * 20 + [1.0 * 1.3**k for k in range(1, 40)]
+    i = F.stop_index(rising)
+    smoothed = F.smooth_losses(rising)
+    assert smoothed[i] > 4 * smoothed[10:i].min() and smoothed[i - 1] <= 4 * smoothed[10:i].min()
+    assert F.stop_index([1.0, 2.0, math.nan, 1.0]) == 2  # NaN stops at once, burn-in or not
+    early = [0.1] * 5 + [1.0] * 30  # a low start inside the burn-in does not count as "best"
+    assert F.stop_index(early, burn_in=5) is None
+    assert F.stop_index(early, burn_in=0) is not None
+
+
 # ------------------------------------------------------------------------------------ suggestions
 def clean_curve(n=300):
     """A textbook range-test curve: flat, a smooth drop centred at lr = 1e-2, then a blow-up past lr = 1."""
@@ -181,6 +197,7 @@ def test_range_test_on_the_course_task_stops_early_and_suggests_a_sane_lr(tmp_pa
     res = F.lr_range_test(model, task, opt, lr_min=1e-4, lr_max=100)
     assert res.stopped_early and "best" in res.stop_reason
     assert len(res.lrs) < 300
+    assert F.stop_index(res.losses) == len(res.losses) - 1  # the offline rule agrees with the live test
     i_stop = len(res.smoothed) - 1
     assert res.smoothed[i_stop] > 4 * np.min(res.smoothed[res.burn_in:i_stop])
     # a 10-epoch grid search on this task puts the best constant SGD LR between about 0.1 and 0.7

@@ -128,6 +128,30 @@ def should_stop(smoothed: float, best: float, stop_factor: float = 4.0) -> bool:
     return smoothed > stop_factor * best
 
 
+def stop_index(
+    losses: Sequence[float], beta: float = 0.9, stop_factor: float = 4.0, burn_in: int = 10
+) -> int | None:
+    """The step at which the range test stops on these raw ``losses``, or None if it never does.
+
+    The rule of :func:`lr_range_test`, offline: smooth with :func:`smooth_losses`; a non-finite raw
+    loss stops at once; from step ``burn_in`` on, track the best smoothed loss and stop at the first
+    step whose smoothed loss exceeds ``stop_factor`` x that best (:func:`should_stop`).
+    """
+    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
+        raise ValueError(f"burn_in must be a non-negative integer (steps to skip), got {burn_in!r}")
+    raw = np.asarray(losses, dtype=float)
+    smoothed = smooth_losses(raw, beta)
+    best = math.inf
+    for i, (loss, s) in enumerate(zip(raw, smoothed, strict=True)):
+        if not math.isfinite(loss):
+            return i
+        if i >= burn_in:
+            best = min(best, float(s))
+            if should_stop(float(s), best, stop_factor):
+                return i
+    return None
+
+
 # --------------------------------------------------------------------------- suggestion rules
 def _usable(lrs: np.ndarray, smoothed: np.ndarray, burn_in: int) -> tuple[np.ndarray, np.ndarray]:
     lrs = np.asarray(lrs, dtype=float)

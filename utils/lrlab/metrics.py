@@ -334,7 +334,9 @@ def oscillation(values: Sequence[float]) -> float:
     if tv == 0.0:
         return 0.0
     net = abs(float(arr[-1] - arr[0]))
-    return max(0.0, (tv - net) / tv)
+    wasted = tv - net
+    # a monotone curve has wasted == 0 exactly on paper; in floating point it can be ~1e-17 of tv
+    return 0.0 if wasted <= 1e-12 * tv else wasted / tv
 
 
 def sign_change_fraction(values: Sequence[float]) -> float:
