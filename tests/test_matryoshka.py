@@ -313,3 +313,11 @@ def test_recall_table_and_plots(runs):
     plt.close("all")
     with pytest.raises(ValueError, match="MatryoshkaRun"):
         M.plot_gradient_figure({"MRL": {192: 0.9}})
+
+
+def test_tracking_does_not_change_training():
+    small = M.make_retrieval_task(n_train=512, n_test=128, seed=7)
+    plain = M.train_mrl(small, epochs=2, seed=7, track=False, progress=False, device="cpu")
+    tracked = M.train_mrl(small, epochs=2, seed=7, track=True, track_updates=True, progress=False, device="cpu")
+    assert torch.equal(plain.encoder.proj.weight, tracked.encoder.proj.weight)
+    assert tracked.history[-1]["grad"]["[0:192]"]["n"] == 4  # 512 pairs / batch 128 = 4 steps per epoch
