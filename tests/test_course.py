@@ -15,7 +15,7 @@ import torch
 
 from lrlab import course
 
-from conftest import ROOT, copy_course
+from coursecopy import ROOT, copy_course
 
 
 def lrlab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
