@@ -110,6 +110,7 @@ def test_every_student_is_in_the_report_and_the_csv(batch):
     for name in [*HONEST, *CASES]:
         assert f"\n{name}," in text
     assert "mean score" in report.summary() and "sandboxed" in report.summary()
+    assert report.reexecuted == []  # every execution in a box was replayed, none had to be redone
 
 
 def test_honest_submissions_score_what_they_earn(batch):

@@ -1089,16 +1089,52 @@ def feedback_config(config, assignment: str, student: str):
     return cfg
 
 
+class FeedbackWriter:
+    """nbgrader's GenerateFeedback for one student at a time, with hidden tests removed.
+
+    One HTML exporter serves every student: nbgrader would build (and compile the templates of) a
+    new one per run, which costs more than rendering a notebook."""
+
+    def __init__(self, config, assignment: str) -> None:
+        from nbconvert.writers import FilesWriter
+        from nbgrader.converters import GenerateFeedback
+
+        self.assignment = assignment
+        self.config = feedback_config(config, assignment, "*")
+        logger, self.collect = _collecting_logger(f"feedback.{assignment}")
+
+        class _Feedback(GenerateFeedback):
+            exporter_cache = None
+
+            def start(self) -> None:
+                self.init_notebooks()
+                self.writer = FilesWriter(parent=self, config=self.config)
+                if self.exporter_cache is None:
+                    self.exporter_cache = self.exporter_class(parent=self, config=self.config)
+                    for pre in self.preprocessors:
+                        self.exporter_cache.register_preprocessor(pre)
+                self.exporter = self.exporter_cache
+                cwd = os.getcwd()
+                os.chdir(self.coursedir.root)
+                try:
+                    self.convert_notebooks()
+                finally:
+                    os.chdir(cwd)
+
+        self.coursedir = _coursedir(self.config)
+        self.converter = _Feedback(coursedir=self.coursedir, config=self.config, log=logger)
+
+    def write(self, student: str) -> list[Path]:
+        """Generate (again) the feedback of ``student``; return the HTML files."""
+        self.coursedir.student_id = student
+        self.converter.start()
+        folder = Path(self.coursedir.format_path(self.coursedir.feedback_directory, student, self.assignment))
+        return sorted(folder.glob("*.html"))
+
+
 def generate_feedback(config, assignment: str, student: str) -> list[Path]:
     """nbgrader's GenerateFeedback for one student (hidden tests removed); return the HTML files."""
-    from nbgrader.converters import GenerateFeedback
-
-    cfg = feedback_config(config, assignment, student)
-    logger, collect = _collecting_logger(f"feedback.{student}")
-    coursedir = _coursedir(cfg)
-    GenerateFeedback(coursedir=coursedir, config=cfg, log=logger).start()
-    folder = Path(coursedir.format_path(coursedir.feedback_directory, student, assignment))
-    return sorted(folder.glob("*.html"))
+    return FeedbackWriter(config, assignment).write(student)
 
 
 @dataclass
@@ -1274,33 +1310,9 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
         staged_root, subs, notes = stage_submissions(config, assignment, notebooks, submissions, workspace)
         results: dict[str, StudentResult] = {}
         student_jobs: dict[str, list[Job]] = {}
-        # phase 1: sanitize, in this process
-        for number, sub in enumerate(subs):
-            if sub.folder is None:
-                results[sub.student] = StudentResult(sub.student, "missing", reasons=list(sub.reasons))
-                continue
-            result = results[sub.student] = StudentResult(sub.student, "graded", reasons=list(sub.reasons))
-            files = workspace / f"f{number}"
-            _working_files(config, assignment, sub.folder, files)
-            student_jobs[sub.student] = []
-            for k, name in enumerate(notebooks):
-                path = sub.folder / f"{name}.ipynb"
-                if not path.exists():
-                    continue
-                try:
-                    nb, reasons = sanitize(config, path, sub.student, assignment, name)
-                except Exception as exc:  # nbgrader refuses the notebook: grade it as missing
-                    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    result.reasons.append(f"{name}.ipynb cannot be graded ({detail}); it scores 0")
-                    path.unlink()
-                    continue
-                result.reasons += [r for r in reasons if r not in result.reasons]
-                student_jobs[sub.student].append(
-                    Job(sub.student, name, nb, files, workspace / f"r{number}-{k}"))
-
+        all_jobs: dict[tuple[str, str], Job] = {}
         replay = type("BatchReplay", (ReplayExecute,), {
-            "jobs": {job.key: job for js in student_jobs.values() for job in js},
-            "box": box, "wall_s": limits.wall_s, "replayed": [], "rerun": []})
+            "jobs": all_jobs, "box": box, "wall_s": limits.wall_s, "replayed": [], "rerun": []})
 
         def finish(student: str) -> None:
             result = results[student]
@@ -1327,17 +1339,43 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
             result.score, result.max_score, result.needs_manual = _gradebook_score(db_url, assignment, student)
             if feedback and result.status != "error":
                 try:
-                    result.feedback = generate_feedback(config, assignment, student)
+                    result.feedback = feedback_writer.write(student)
                 except Exception as exc:  # feedback is a courtesy; the grade stands without it
                     result.reasons.append(f"feedback could not be generated ({type(exc).__name__}: {exc})")
             say(f"{student}: {result.score:g}/{result.max_score:g} {result.status}"
                 + (f" ({result.reasons[0]})" if result.reasons else ""))
 
-        # phase 2 (parallel, boxes) feeding phase 3 (this thread, one student at a time)
+        feedback_writer = FeedbackWriter(config, assignment) if feedback else None
+
+        # phase 1 (sanitize, this thread) feeds phase 2 (execute in boxes, `jobs` at a time), which
+        # feeds phase 3 (score and feedback, this thread, one student at a time)
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lrlab-grade")
+        futures = {}
         try:
-            futures = {pool.submit(_run_jobs, config, js, box, limits.wall_s): student
-                       for student, js in student_jobs.items()}
+            for number, sub in enumerate(subs):
+                if sub.folder is None:
+                    results[sub.student] = StudentResult(sub.student, "missing", reasons=list(sub.reasons))
+                    continue
+                result = results[sub.student] = StudentResult(sub.student, "graded", reasons=list(sub.reasons))
+                files = workspace / f"f{number}"
+                _working_files(config, assignment, sub.folder, files)
+                student_jobs[sub.student] = []
+                for k, name in enumerate(notebooks):
+                    path = sub.folder / f"{name}.ipynb"
+                    if not path.exists():
+                        continue
+                    try:
+                        nb, reasons = sanitize(config, path, sub.student, assignment, name)
+                    except Exception as exc:  # nbgrader refuses the notebook: grade it as missing
+                        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        result.reasons.append(f"{name}.ipynb cannot be graded ({detail}); it scores 0")
+                        path.unlink()
+                        continue
+                    result.reasons += [r for r in reasons if r not in result.reasons]
+                    job = Job(sub.student, name, nb, files, workspace / f"r{number}-{k}")
+                    student_jobs[sub.student].append(job)
+                    all_jobs[job.key] = job
+                futures[pool.submit(_run_jobs, config, student_jobs[sub.student], box, limits.wall_s)] = sub.student
             for future in as_completed(futures):
                 student = futures[future]
                 try:
