@@ -97,6 +97,8 @@ def browser():
     # The machine may be busy (a kernel importing torch on the same cores): give the UI time to answer.
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     BUILD.mkdir(parents=True, exist_ok=True)
+    for old in BUILD.glob("*.png"):  # screenshots of an earlier run must not pass for this one's
+        old.unlink()
     with sync_playwright() as playwright:
         started = time.monotonic()
         chrome = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)

@@ -44,8 +44,9 @@ def test_lab_opens_on_the_course_with_nbgrader_active(lab, page, screenshot):
     screenshot("01_lab_course")
 
     menu_bar = page.locator(".lm-MenuBar-itemLabel")
-    expect(menu_bar.filter(has_text=re.compile(r"^Nbgrader$"))).to_have_count(1)
-    menu_bar.filter(has_text=re.compile(r"^Nbgrader$")).click()
+    nbgrader_menu = menu_bar.filter(has_text=re.compile(r"^Nbgrader$"))
+    expect(nbgrader_menu, "no Nbgrader menu: is nbgrader's labextension enabled?").to_have_count(1)
+    nbgrader_menu.click()
     items = set(page.locator(".lm-Menu:visible .lm-Menu-itemLabel").all_inner_texts())
     assert NBGRADER_MENU_ITEMS <= items, f"the Nbgrader menu lacks {sorted(NBGRADER_MENU_ITEMS - items)}: {items}"
     screenshot("01_lab_nbgrader_menu")
@@ -54,15 +55,15 @@ def test_lab_opens_on_the_course_with_nbgrader_active(lab, page, screenshot):
     # directory) and lists the assignments of source/.
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Formgrader$")).click()
     table = page.frame_locator("#formgrader iframe").locator("#main-table")
-    expect(table).to_be_visible()
-    expect(table).not_to_contain_text("Loading, please wait", timeout=30_000)
+    expect(table, "the formgrader did not show its assignment table").to_be_visible()
+    expect(table, "the formgrader kept loading").not_to_contain_text("Loading, please wait")
     for assignment in _assignments():
-        expect(table).to_contain_text(assignment)
+        expect(table, f"the formgrader does not list source/{assignment}").to_contain_text(assignment)
     screenshot("01_lab_formgrader")
 
     # The "Create Assignment" panel of the nbgrader extension sits in the right sidebar.
     right_tabs = page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tabLabel")
-    expect(right_tabs.filter(has_text="Create Assignment")).to_be_visible()
+    expect(right_tabs.filter(has_text="Create Assignment"), "no Create Assignment panel").to_be_visible()
 
     # A learner walks the file browser to an assignment notebook: its toolbar carries nbgrader's Validate.
     notebooks = _release_notebooks()
@@ -71,7 +72,7 @@ def test_lab_opens_on_the_course_with_nbgrader_active(lab, page, screenshot):
         open_in_file_browser(page, part)
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
     button = panel.locator(".jp-Toolbar .validate-button")
-    expect(button).to_be_visible(timeout=30_000)
+    expect(button, f"no Validate button on {notebooks[0]}").to_be_visible()
     expect(button).to_have_text("Validate")
     wait_kernel_idle(page)  # the notebook's kernel starts: the learner can run cells
     screenshot("01_lab_validate_button")

@@ -67,7 +67,7 @@ def test_schedule_explorer_redraws_when_a_slider_moves(lab, page, screenshot):
         .filter(has=page.locator(".widget-slider"))
         .first
     )
-    expect(explorer).to_be_visible()
+    expect(explorer, "no output shows the schedule explorer (a plot with sliders)").to_be_visible()
     explorer.scroll_into_view_if_needed()
     image = explorer.locator(".widget-image").first
     expect(image).to_be_visible()
@@ -87,8 +87,8 @@ def test_schedule_explorer_redraws_when_a_slider_moves(lab, page, screenshot):
     page.mouse.move(x + DRAG_PX, y, steps=8)
     page.mouse.up()
 
-    expect(readout).not_to_have_text(value_before)
-    expect(image).not_to_have_attribute("src", src_before)
+    expect(readout, "dragging the slider did not change its value").not_to_have_text(value_before)
+    expect(image, "the plot was not redrawn after the slider moved").not_to_have_attribute("src", src_before)
     _settled_src(image)
     wait_kernel_idle(page)
     after = _pixels(image.screenshot())

@@ -45,11 +45,12 @@ def test_validate_reports_the_one_unfinished_exercise(lab, page, screenshot):
 
     panel = open_notebook(page, lab, relative)
     button = panel.locator(".jp-Toolbar .validate-button")
-    expect(button).to_have_text("Validate")
+    expect(button, f"no Validate button on {relative}").to_have_text("Validate")
     button.click()
 
     dialog = page.locator(".jp-Dialog")
-    expect(dialog).to_be_visible(timeout=90_000)  # nbgrader saves, then runs the whole notebook
+    # nbgrader saves the notebook, then runs all of it in a fresh kernel
+    expect(dialog, "Validate did not answer with a dialog").to_be_visible(timeout=90_000)
     expect(dialog.locator(".jp-Dialog-header")).to_have_text("Validation Results")
     message = dialog.locator("#validation-message")
     expect(message).to_contain_class("validation-failed")
