@@ -60,6 +60,9 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
 
     On the CPU, small models train fastest with one thread on a 2-core laptop (thread hand-off costs
     more than it saves), so ``threads=1`` is the default; pass ``None`` to leave PyTorch's choice.
+
+    It also builds one throwaway optimizer: the first optimizer a process creates imports
+    ``torch._dynamo`` (2-3 s), and that wait belongs in the setup cell, not in a learner's first test.
     """
     dev = pick_device(device)
     seed_everything(seed)
@@ -67,6 +70,7 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         torch.set_num_threads(threads)
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     return dev
 
 
