@@ -87,6 +87,15 @@ N_FEATURES = 384
 
 OPTIMIZERS = ("sgd", "adam")
 
+__all__ = [
+    "DEFAULT_LR", "DIMS", "N_FEATURES", "OPTIMIZERS", "MatryoshkaEncoder", "MatryoshkaRun", "RetrievalTask",
+    "batches", "check_dims", "count_parameters", "evaluate_recall", "freeze", "info_nce", "loglog_slope",
+    "make_block_tracker", "make_optimizer", "make_retrieval_task", "matryoshka_loss", "plot_block_ratio",
+    "plot_gradient_figure", "plot_recall", "prefix_gradient_scaling", "projection_blocks", "recall_at_k",
+    "recall_table", "start_stage", "train_mrl", "train_smrl", "train_truncated", "truncation_matrix",
+    "truncation_recall",
+]
+
 
 # ----------------------------------------------------------------------------------------------------
 # validation helpers
