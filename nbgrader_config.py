@@ -3,6 +3,7 @@
 Paths are computed from this file's location, so the course works wherever it is cloned.
 """
 
+import os
 from pathlib import Path
 
 c = get_config()  # noqa: F821  (provided by nbgrader/traitlets when the file is loaded)
@@ -20,6 +21,7 @@ c.CourseDirectory.db_url = f"sqlite:///{COURSE_ROOT / 'gradebook.db'}"
 
 # The exchange lives inside the course (ignored by git), so no system folder is needed.
 c.Exchange.root = str(COURSE_ROOT / "exchange")
+os.makedirs(c.Exchange.root, exist_ok=True)  # nbgrader does not create it, and the formgrader refuses to work without
 c.Exchange.path_includes_course = True
 
 # Every cell of the course runs in a few seconds on a laptop CPU; a minute is a generous ceiling,

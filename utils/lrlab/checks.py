@@ -48,10 +48,12 @@ def _short(value: Any, limit: int = 160) -> str:
 
 def _fail(what: str, problem: str, expected: Any = None, got: Any = None, hint: str | None = None,
           show_values: bool = True) -> None:
+    __tracebackhide__ = True  # IPython and pytest skip this frame: the learner sees the message, not our internals
     lines = [f"{what}: {problem}"]
     if show_values:
-        lines.append(f"    expected: {expected if isinstance(expected, str) else _short(expected)}")
-        lines.append(f"    got:      {got if isinstance(got, str) else _short(got)}")
+        for label, value in (("expected", expected), ("got", got)):
+            text = value if isinstance(value, str) else _short(value)
+            lines.append(f"    {label + ':':<9} " + text.replace("\n", "\n" + " " * 14))
     if hint:
         lines.append(f"Hint: {hint}")
     raise CheckFailure("\n".join(lines))
@@ -63,12 +65,14 @@ def check(condition: bool, what: str, *, expected: Any = None, got: Any = None,
 
     ``expected`` and ``got`` are shown when given (as text or values).
     """
+    __tracebackhide__ = True
     if not condition:
         _fail(what, problem, expected, got, hint, show_values=expected is not None or got is not None)
 
 
 def check_type(value: Any, types: type | tuple[type, ...], what: str, hint: str | None = None) -> None:
     """``value`` must be an instance of ``types``."""
+    __tracebackhide__ = True
     if not isinstance(value, types):
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
         _fail(what, "wrong type", names, f"{type(value).__name__}: {_short(value, 80)}", hint)
@@ -76,6 +80,7 @@ def check_type(value: Any, types: type | tuple[type, ...], what: str, hint: str 
 
 def check_shape(value: Any, shape: Sequence[int], what: str, hint: str | None = None) -> None:
     """``value`` (tensor or array) must have exactly ``shape``."""
+    __tracebackhide__ = True
     if not hasattr(value, "shape"):
         _fail(what, "expected a tensor or array", f"something with shape {tuple(shape)}",
               f"{type(value).__name__}", hint)
@@ -92,6 +97,7 @@ def _as_array(value: Any) -> np.ndarray:
 def check_close(got: Any, expected: Any, what: str, *, rtol: float = 1e-5, atol: float = 1e-8,
                 hint: str | None = None) -> None:
     """Numbers, arrays or tensors must agree within ``rtol``/``atol`` (and have the same shape)."""
+    __tracebackhide__ = True
     if isinstance(got, torch.Tensor | np.ndarray) or isinstance(expected, torch.Tensor | np.ndarray):
         try:
             g, e = _as_array(got), _as_array(expected)
@@ -119,6 +125,7 @@ def check_close(got: Any, expected: Any, what: str, *, rtol: float = 1e-5, atol:
 
 def check_equal(got: Any, expected: Any, what: str, hint: str | None = None) -> None:
     """``got == expected`` exactly (tensors compared element-wise)."""
+    __tracebackhide__ = True
     if isinstance(got, torch.Tensor) or isinstance(expected, torch.Tensor):
         ok = isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and torch.equal(
             got.cpu(), expected.cpu())
@@ -132,6 +139,7 @@ def check_equal(got: Any, expected: Any, what: str, hint: str | None = None) -> 
 
 def check_raises(fn: Callable[[], Any], exc: type[BaseException], what: str, hint: str | None = None) -> None:
     """Calling ``fn()`` must raise ``exc``."""
+    __tracebackhide__ = True
     try:
         fn()
     except exc:
@@ -143,6 +151,7 @@ def check_raises(fn: Callable[[], Any], exc: type[BaseException], what: str, hin
 
 def check_choice(answer: Any, options: Iterable[str], what: str) -> None:
     """A multiple-choice answer must be one of ``options`` (a letter such as ``"B"``)."""
+    __tracebackhide__ = True
     opts = [str(o) for o in options]
     if answer is None:
         _fail(what, "no answer yet", f"one of {opts}", "None",
