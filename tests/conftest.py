@@ -27,3 +27,10 @@ def root() -> Path:
 def course_copy(tmp_path: Path) -> Path:
     """A full copy of the course in a temporary folder (its own gradebook and exchange)."""
     return copy_course(tmp_path / "course")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, keep the browser tests in one worker: they share one JupyterLab server per worker."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

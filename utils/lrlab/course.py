@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # nbformat takes seconds to import; the commands import it when they need it
+    import nbformat
 
 ASSIGNMENT_PATTERN = "[0-9][0-9]_*"
 
@@ -183,6 +185,8 @@ def _execute_one(args: tuple[str, str, str, dict, str]) -> RunResult:
 def run(root: Path, *, device: str = "auto", jobs: int = 1, params: Sequence[tuple[str, str]] = (),
         notebooks: Sequence[str] = (), out_dir: Path | None = None) -> list[RunResult]:
     """Execute notebooks headless with papermill; every problem with the request is raised before anything runs."""
+    import nbformat
+
     from lrlab.device import DEVICES, pick_device
 
     if device not in DEVICES:
@@ -257,12 +261,13 @@ class ValidateResult:
     seconds: float
 
 
-def _grade_test_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+def _grade_test_cells(nb: nbformat.NotebookNode) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
 
 
 def _validate_one(args: tuple[str, str, str]) -> ValidateResult:
     path, kind, rel = args
+    import nbformat
     from nbgrader.validator import Validator
     from traitlets.config import Config
 
