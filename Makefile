@@ -33,8 +33,10 @@ run: $(STAMP)
 	$(BIN)/lrlab release
 	$(BIN)/lrlab run --device $(DEVICE) --jobs $(JOBS)
 
+# Tests run in parallel worker processes (pytest-xdist); the browser tests stay together in one worker.
+TEST_JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --no-browser --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
