@@ -33,10 +33,8 @@ from hostile import (
 from lrlab import grading
 from lrlab import sandbox as sb
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sb.sandbox_problem() is not None, reason=f"no sandbox here: {sb.sandbox_problem()}"),
-]
+pytestmark = pytest.mark.slow
+needs_box = pytest.mark.skipif(sb.sandbox_problem() is not None, reason=f"no sandbox here: {sb.sandbox_problem()}")
 
 LRLAB_DIR = Path(grading.__file__).resolve().parent
 LRLAB_TARGETS = ("__init__.py", "checks.py")  # the files the rewrite_lrlab submission goes after
@@ -103,6 +101,7 @@ def batch(tmp_path_factory):
     listener.close()
 
 
+@needs_box
 def test_every_student_is_in_the_report_and_the_csv(batch):
     report = batch["report"]
     assert sorted(r.student for r in report.results) == sorted([*HONEST, *CASES])
@@ -113,6 +112,7 @@ def test_every_student_is_in_the_report_and_the_csv(batch):
     assert report.reexecuted == []  # every execution in a box was replayed, none had to be redone
 
 
+@needs_box
 def test_honest_submissions_score_what_they_earn(batch):
     results = batch["report"].by_student()
     assert auto_scores(batch["root"], "ref") == {"square_tests": 2.0, "mean_tests": 3.0}
@@ -123,6 +123,7 @@ def test_honest_submissions_score_what_they_earn(batch):
     assert results["blank"].status == "graded", results["blank"].reasons
 
 
+@needs_box
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_case(batch, name):
     case = CASES[name]
@@ -139,6 +140,7 @@ def test_hostile_case(batch, name):
         assert result.max_score == 6.0  # edited points never reach the gradebook
 
 
+@needs_box
 def test_course_and_package_are_unchanged(batch):
     root = batch["root"]
     assert tree_digest(root, GENERATED) == batch["before"]
@@ -146,6 +148,7 @@ def test_course_and_package_are_unchanged(batch):
     assert not (root / "planted.txt").exists() and not (LRLAB_DIR / "_planted.py").exists()
 
 
+@needs_box
 def test_gradebook_holds_no_forged_scores(batch):
     from nbgrader.api import Gradebook
 
@@ -164,6 +167,7 @@ def _outputs(root: Path, student: str) -> str:
     return "\n".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+@needs_box
 def test_sandbox_blocked_what_the_submissions_tried(batch):
     root = batch["root"]
     assert "SOURCE-BLOCKED" in _outputs(root, "read_source") and "SOURCE-VISIBLE" not in _outputs(root, "read_source")
@@ -177,6 +181,7 @@ def test_sandbox_blocked_what_the_submissions_tried(batch):
         batch["listener"].accept()
 
 
+@needs_box
 def test_background_processes_are_gone(batch):
     ctx = batch["ctx"]
     assert processes_with(ctx.token) == []
@@ -185,6 +190,7 @@ def test_background_processes_are_gone(batch):
     assert not ctx.marker.exists() and not Path(ctx.box_marker).exists()
 
 
+@needs_box
 def test_feedback_never_shows_hidden_tests(batch):
     root = batch["root"]
     pages = sorted((root / "feedback").glob(f"*/{ASSIGNMENT}/{ASSIGNMENT}.html"))
@@ -197,8 +203,11 @@ def test_feedback_never_shows_hidden_tests(batch):
     assert "fails a hidden test" in hard
     visible = (root / "feedback" / "edit_tests" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
     assert "square(3) should be 9" in visible  # a failed visible test keeps its message
+    for page in (hard, visible):  # ... but no test cell shows a traceback
+        assert "Traceback (most recent call last)" not in page and "Cell In[" not in page
 
 
+@needs_box
 def test_scores_equal_a_plain_nbgrader_autograde(batch, tmp_path):
     """The same honest submissions, graded by `nbgrader autograde` one after another, score the same."""
     root = build_toy_course(tmp_path / "plain")
@@ -222,6 +231,7 @@ def test_grading_refuses_without_a_sandbox_unless_unsafe(tmp_path, monkeypatch):
     assert "NOT sandboxed" in report.summary()
 
 
+@needs_box
 def test_flat_files_and_zip_exports(tmp_path):
     root = build_toy_course(tmp_path / "course", timeout=10, students=["carol"])
     flat = tmp_path / "lms"
@@ -237,6 +247,7 @@ def test_flat_files_and_zip_exports(tmp_path):
     assert any("notes.txt" in n for n in report.notes)
 
 
+@needs_box
 def test_cli_grade(tmp_path, capsys):
     from lrlab.course import main
 
@@ -259,13 +270,14 @@ def _real_assignments() -> list:
             for n in names]
 
 
+@needs_box
 @pytest.mark.parametrize("assignment", _real_assignments())
 def test_course_assignment_scores_equal_a_plain_nbgrader_autograde(assignment, tmp_path):
     """Reference, partly answered and untouched submissions of a real assignment: lrlab grade (sandboxed,
     parallel) and a sequential `nbgrader autograde` give every test cell the same score."""
     from nbgrader.api import Gradebook
 
-    from conftest import copy_course
+    from coursecopy import copy_course
 
     roots = []
     for name in ("lrlab", "plain"):

@@ -206,3 +206,14 @@ def test_copy_from_fills_the_working_folder(tmp_path):
     (tmp_path / "data.csv").write_text("1,2,3")
     result = py("print(open('data.csv').read())", copy_from=tmp_path)
     assert result.stdout.strip() == "1,2,3"
+
+
+@needs_box
+def test_home_from_seeds_the_home_and_matplotlib_cache_seed(tmp_path):
+    seed = sb.matplotlib_cache_seed(tmp_path / "seed")
+    (seed / "marker.txt").write_text("seeded")
+    result = py("import os\nprint(open(os.path.expanduser('~/marker.txt')).read())\n"
+                "print(sorted(os.listdir(os.environ['MPLCONFIGDIR'])))", home_from=seed)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("seeded")
+    assert str(sorted(p.name for p in (seed / ".config" / "matplotlib").iterdir())) in result.stdout

@@ -1306,7 +1306,8 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
     with tempfile.TemporaryDirectory(prefix="lrlab-grade-") as tmp:
         workspace = Path(tmp)
         hidden = (root, Path.home().resolve(), workspace)
-        box = sb.Sandbox(limits=limits, hidden=hidden, unsafe=unsafe)
+        seed = sb.matplotlib_cache_seed(workspace / "home")
+        box = sb.Sandbox(limits=limits, hidden=hidden, unsafe=unsafe, home_from=seed)
         staged_root, subs, notes = stage_submissions(config, assignment, notebooks, submissions, workspace)
         results: dict[str, StudentResult] = {}
         student_jobs: dict[str, list[Job]] = {}

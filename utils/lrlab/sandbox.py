@@ -134,6 +134,8 @@ _LAUNCHER = r"""
 import json, os, resource, shutil, sys
 spec = json.loads(sys.argv[1])
 work = spec["workdir"]
+if spec.get("home_from"):
+    shutil.copytree(spec["home_from"], os.environ["HOME"], symlinks=True, dirs_exist_ok=True)
 os.makedirs(work, exist_ok=True)
 if spec.get("copy_from"):
     shutil.copytree(spec["copy_from"], work, symlinks=True, dirs_exist_ok=True)
@@ -212,6 +214,8 @@ class Sandbox:
         unsafe: no box at all, only the resource limits and a private working folder. For machines
             without bubblewrap, on the instructor's explicit request (``--unsafe``).
         env: extra environment variables for the command inside the box.
+        home_from: a host folder copied into the box's home before the command starts (default for
+            :meth:`wrap`'s argument of the same name).
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -219,6 +223,7 @@ class Sandbox:
     hidden: tuple[Path, ...] = ()
     unsafe: bool = False
     env: tuple[tuple[str, str], ...] = ()
+    home_from: Path | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.limits, Limits):
@@ -252,7 +257,8 @@ class Sandbox:
         return env
 
     def wrap(self, argv: Sequence[str], *, workdir: str = "work", copy_from: Path | None = None,
-             writable: Sequence[Path] = (), env: Mapping[str, str] | None = None) -> list[str]:
+             home_from: Path | None = None, writable: Sequence[Path] = (),
+             env: Mapping[str, str] | None = None) -> list[str]:
         """The argument list that runs ``argv`` in a box.
 
         Args:
@@ -261,6 +267,8 @@ class Sandbox:
                 starts in it). In unsafe mode it is made under the first ``writable`` folder.
             copy_from: a host folder whose contents are copied into the working folder before the
                 command starts (mounted read-only for the copy).
+            home_from: a host folder whose contents are copied into the box's home first (e.g. a
+                matplotlib font cache, so that every box does not rebuild it).
             writable: host folders mounted read-write at the same path (e.g. a folder for a kernel's
                 sockets). Keep them private to this box.
             env: extra environment variables (see :meth:`environment`).
@@ -274,23 +282,25 @@ class Sandbox:
         for path in writable:
             if not path.is_dir():
                 raise ValueError(f"writable folder {str(path)!r} must exist and be a folder")
-        if copy_from is not None:
-            copy_from = Path(copy_from).resolve()
-            if not copy_from.is_dir():
-                raise ValueError(f"copy_from {str(copy_from)!r} must be an existing folder")
+        sources = {}
+        home_from = home_from if home_from is not None else self.home_from
+        for name, folder in (("copy_from", copy_from), ("home_from", home_from)):
+            if folder is not None:
+                folder = Path(folder).resolve()
+                if not folder.is_dir():
+                    raise ValueError(f"{name} {str(folder)!r} must be an existing folder")
+                sources[name] = str(folder)
         if self.unsafe:
             if not writable:
                 raise ValueError("unsafe mode needs a writable folder to hold the working folder")
             home = str(writable[0] / "home")
-            spec = {"workdir": str(Path(home) / workdir), "copy_from": str(copy_from) if copy_from else None,
-                    "rlimits": self.limits.rlimits()}
+            spec = {"workdir": str(Path(home) / workdir), **sources, "rlimits": self.limits.rlimits()}
             launcher = [sys.executable, "-S", "-c", _LAUNCHER, json.dumps(spec)]
             env_args = self.environment(env, home=home)
             return ["env", "-i", *[f"{k}={v}" for k, v in env_args.items()], *launcher, *argv]
 
         home = BOX_HOME
-        spec = {"workdir": f"{home}/{workdir}", "copy_from": str(copy_from) if copy_from else None,
-                "rlimits": self.limits.rlimits()}
+        spec = {"workdir": f"{home}/{workdir}", **sources, "rlimits": self.limits.rlimits()}
         args = [bwrap_path(), *_isolation_flags()]
         args += _system_mounts()
         binds = sorted({Path(p) for p in [*_python_dirs(), _lrlab_dir(), *self.readonly]},
@@ -312,8 +322,8 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += [*_size_flag(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         args += [*_size_flag(self.limits.home_bytes), "--tmpfs", home]
-        if copy_from is not None:
-            args += ["--ro-bind", str(copy_from), str(copy_from)]
+        for folder in sources.values():
+            args += ["--ro-bind", folder, folder]
         for path in writable:
             args += ["--bind", str(path), str(path)]
         args += ["--clearenv"]
@@ -359,6 +369,27 @@ def _system_mounts() -> list[str]:
     for name in _ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     return args
+
+
+def matplotlib_cache_seed(dest: Path) -> Path:
+    """Fill ``dest`` with a copy of this machine's matplotlib font cache, laid out as a box home.
+
+    Pass the result as ``home_from``: matplotlib in the box then finds its font list instead of
+    spending seconds rebuilding it in every box. Nothing is copied when there is no cache yet."""
+    dest = Path(dest)
+    target = dest / ".config" / "matplotlib"
+    target.mkdir(parents=True, exist_ok=True)
+    home = Path.home()
+    candidates = [os.environ.get("MPLCONFIGDIR"), os.path.join(os.environ.get("XDG_CACHE_HOME", ""), "matplotlib"),
+                  home / ".cache" / "matplotlib", home / ".matplotlib"]
+    for folder in candidates:
+        if folder and Path(folder).is_dir():
+            found = sorted(Path(folder).glob("fontlist-v*.json"))
+            for path in found:
+                shutil.copyfile(path, target / path.name)
+            if found:
+                break
+    return dest
 
 
 # -- availability --------------------------------------------------------------------------------
@@ -448,6 +479,12 @@ def wait_unreaped(proc: subprocess.Popen, timeout: float) -> bool:
     Leaving it unreaped keeps its pid (the box's process group id) reserved, so a later
     :func:`kill_box` can never hit an unrelated process that reused the number.
     """
+    if not hasattr(os, "waitid"):  # macOS: no way to wait without reaping; fine for unsafe mode
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -480,7 +517,7 @@ def kill_box(proc: subprocess.Popen) -> None:
 
 
 def run(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "work",
-        copy_from: Path | None = None, stdin: bytes | None = None,
+        copy_from: Path | None = None, home_from: Path | None = None, stdin: bytes | None = None,
         env: Mapping[str, str] | None = None) -> RunResult:
     """Run ``argv`` in a box until it ends or its wall-clock limit passes, and return what happened.
 
@@ -495,7 +532,7 @@ def run(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "
     scratch = tempfile.mkdtemp(prefix="lrlab-box-")
     try:
         writable = [Path(scratch)] if box.unsafe else []
-        cmd = box.wrap(argv, workdir=workdir, copy_from=copy_from, writable=writable, env=env)
+        cmd = box.wrap(argv, workdir=workdir, copy_from=copy_from, home_from=home_from, writable=writable, env=env)
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
