@@ -315,3 +315,14 @@ def test_course_assignment_scores_equal_a_plain_nbgrader_autograde(assignment, t
             assert auto == top
         if kind == "code" and student == "untouched":
             assert auto == 0
+
+
+def test_a_kernel_that_cannot_start_leaves_the_gradebook_alone(tmp_path, monkeypatch):
+    """A broken grader (here: every box exits at once) is an error of the batch, not zeros for learners."""
+    root = build_toy_course(tmp_path / "course", timeout=10)
+    write_submissions(root, {"ref": reference_notebook})
+    monkeypatch.setattr(sb.Sandbox, "wrap", lambda self, argv, **kw: [sys.executable, "-c", "raise SystemExit(3)"])
+    report = grading.grade(ASSIGNMENT, root=root, jobs=1, unsafe=True, feedback=False, limits=LIMITS)
+    result = report.by_student()["ref"]
+    assert result.status == "error" and any("could not start" in r for r in result.reasons), result.reasons
+    assert auto_scores(root, "ref") == {"square_tests": None, "mean_tests": None}

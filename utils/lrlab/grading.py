@@ -50,6 +50,8 @@ from lrlab import sandbox as sb
 MAX_MESSAGE_BYTES = 32 * sb.MiB
 #: Total cell output kept per notebook; the rest is replaced by a note.
 MAX_OUTPUT_BYTES = 8 * sb.MiB
+#: Longest error message (and traceback line) kept from a kernel.
+ERROR_TEXT_CHARS = 10_000
 
 
 # -- a kernel in a box ---------------------------------------------------------------------------
@@ -167,6 +169,8 @@ class BoxExecute(Execute):
     * when the kernel dies, hangs past its interrupt, or cannot start, the cell that was running and
       every later code cell get an error output naming the reason (so their tests score 0 and no
       later test passes by not running), and the reason is kept in :attr:`problems`.
+      :attr:`started` says whether the kernel ever answered (if not, the grader, not the
+      submission, failed, and the grader does not score the notebook).
 
     Set the attributes ``box``, ``rundir`` (a private empty folder), ``copy_from`` (files for the
     working folder), ``box_env`` and ``log_path`` before calling :meth:`preprocess`.
@@ -192,7 +196,10 @@ class BoxExecute(Execute):
 
     # nbclient calls this for every output message of the kernel
     def output(self, outs, msg, display_id, cell_index):
-        if msg.get("msg_type") == "error":  # errors decide scores: always kept (nbgrader limits tracebacks)
+        if msg.get("msg_type") == "error":  # errors decide scores: always kept, at a bounded size
+            content = msg.get("content", {})
+            content["evalue"] = str(content.get("evalue", ""))[:ERROR_TEXT_CHARS]
+            content["traceback"] = [str(line)[:ERROR_TEXT_CHARS] for line in content.get("traceback", [])[:200]]
             return super().output(outs, msg, display_id, cell_index)
         size = _output_size(msg)
         self._output_bytes = getattr(self, "_output_bytes", 0) + size
@@ -271,6 +278,7 @@ class BoxExecute(Execute):
         self._wall_killed = False
         self._cell_timed_out = False
         self._box_km = None
+        self.started = False
         current = -1
         watchdog = threading.Timer(self.wall_s, self._kill_for_wall_time)
         watchdog.daemon = True
@@ -279,6 +287,7 @@ class BoxExecute(Execute):
             with self.setup_kernel():
                 try:
                     info_msg = self.wait_for_reply(self.kc.kernel_info())
+                    self.started = True
                     self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
                     for index, cell in enumerate(self.nb.cells):
                         current = index
@@ -859,6 +868,7 @@ class Job:
     rundir: Path
     executed: NotebookNode | None = None
     problems: list[str] = field(default_factory=list)
+    started: bool = False
     seconds: float = 0.0
 
     @property
@@ -881,9 +891,9 @@ def kill_all_boxes() -> None:
 
 
 def execute_in_box(config, nb: NotebookNode, *, box: sb.Sandbox, files: Path, rundir: Path,
-                   wall_s: float) -> tuple[NotebookNode, list[str]]:
-    """Execute ``nb`` (a copy is made) with its kernel in ``box``; return the executed notebook and
-    the problems the grader ran into (a dead or hung kernel, truncated output)."""
+                   wall_s: float) -> tuple[NotebookNode, list[str], bool]:
+    """Execute ``nb`` (a copy is made) with its kernel in ``box``; return the executed notebook, the
+    problems the grader ran into (a dead or hung kernel, truncated output) and whether the kernel started."""
     import copy
 
     rundir.mkdir(parents=True, exist_ok=True)
@@ -905,7 +915,7 @@ def execute_in_box(config, nb: NotebookNode, *, box: sb.Sandbox, files: Path, ru
             _ACTIVE.discard(executor)
         shutil.rmtree(rundir, ignore_errors=True)
         _close_thread_loop()
-    return executed, list(executor.problems)
+    return executed, list(executor.problems), executor.started
 
 
 def _close_thread_loop() -> None:
@@ -927,8 +937,8 @@ def _close_thread_loop() -> None:
 def _run_jobs(config, jobs: list[Job], box: sb.Sandbox, wall_s: float) -> list[Job]:
     for job in jobs:
         start = time.monotonic()
-        job.executed, job.problems = execute_in_box(config, job.nb, box=box, files=job.files, rundir=job.rundir,
-                                                    wall_s=wall_s)
+        job.executed, job.problems, job.started = execute_in_box(config, job.nb, box=box, files=job.files,
+                                                                 rundir=job.rundir, wall_s=wall_s)
         job.seconds = time.monotonic() - start
     return jobs
 
@@ -961,8 +971,8 @@ class ReplayExecute(NbGraderPreprocessor):
             files = tmp / "files"
             files.mkdir()
             _working_files(self.config, info["assignment"], Path(resources["metadata"]["path"]), files)
-            executed, problems = execute_in_box(self.config, nb, box=self.box, files=files, rundir=tmp / "r",
-                                                wall_s=self.wall_s)
+            executed, problems, _ = execute_in_box(self.config, nb, box=self.box, files=files,
+                                                   rundir=tmp / "r", wall_s=self.wall_s)
             if job is not None:
                 job.problems = problems
         finally:
@@ -1319,6 +1329,13 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
             result = results[student]
             for job in student_jobs[student]:
                 result.seconds += job.seconds
+            broken = [job for job in student_jobs[student] if not job.started]
+            if broken:  # the grader failed, not the learner: leave the gradebook as it was
+                result.status = "error"
+                result.reasons += [p for job in broken for p in job.problems]
+                result.reasons.append("not scored: no kernel could be started for it (the gradebook is unchanged)")
+                say(f"{student}: not graded ({result.reasons[-2] if len(result.reasons) > 1 else ''})")
+                return
             if student_jobs[student]:
                 errors = autograde_student(config, assignment, student, staged_root, replay)
             else:  # no notebook of the submission can be graded

@@ -133,6 +133,12 @@ class Limits:
 _LAUNCHER = r"""
 import json, os, resource, shutil, sys
 spec = json.loads(sys.argv[1])
+if "env" in spec:  # unsafe mode: no bwrap to clear the environment; keep the kernel's parent watch
+    parent = os.environ.get("JPY_PARENT_PID")
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    if parent:
+        os.environ["JPY_PARENT_PID"] = parent
 work = spec["workdir"]
 if spec.get("home_from"):
     shutil.copytree(spec["home_from"], os.environ["HOME"], symlinks=True, dirs_exist_ok=True)
@@ -294,10 +300,9 @@ class Sandbox:
             if not writable:
                 raise ValueError("unsafe mode needs a writable folder to hold the working folder")
             home = str(writable[0] / "home")
-            spec = {"workdir": str(Path(home) / workdir), **sources, "rlimits": self.limits.rlimits()}
-            launcher = [sys.executable, "-S", "-c", _LAUNCHER, json.dumps(spec)]
-            env_args = self.environment(env, home=home)
-            return ["env", "-i", *[f"{k}={v}" for k, v in env_args.items()], *launcher, *argv]
+            spec = {"workdir": str(Path(home) / workdir), **sources, "rlimits": self.limits.rlimits(),
+                    "env": self.environment(env, home=home)}
+            return [sys.executable, "-S", "-c", _LAUNCHER, json.dumps(spec), *argv]
 
         home = BOX_HOME
         spec = {"workdir": f"{home}/{workdir}", **sources, "rlimits": self.limits.rlimits()}
