@@ -35,6 +35,8 @@ from lrlab import sandbox as sb
 
 pytestmark = pytest.mark.slow
 needs_box = pytest.mark.skipif(sb.sandbox_problem() is not None, reason=f"no sandbox here: {sb.sandbox_problem()}")
+# the tests that read the one graded batch run in one xdist worker, so the batch is graded once
+in_batch = pytest.mark.xdist_group("lrlab_grading_batch")
 
 LRLAB_DIR = Path(grading.__file__).resolve().parent
 LRLAB_TARGETS = ("__init__.py", "checks.py")  # the files the rewrite_lrlab submission goes after
@@ -101,6 +103,7 @@ def batch(tmp_path_factory):
     listener.close()
 
 
+@in_batch
 @needs_box
 def test_every_student_is_in_the_report_and_the_csv(batch):
     report = batch["report"]
@@ -112,6 +115,7 @@ def test_every_student_is_in_the_report_and_the_csv(batch):
     assert report.reexecuted == []  # every execution in a box was replayed, none had to be redone
 
 
+@in_batch
 @needs_box
 def test_honest_submissions_score_what_they_earn(batch):
     results = batch["report"].by_student()
@@ -123,6 +127,7 @@ def test_honest_submissions_score_what_they_earn(batch):
     assert results["blank"].status == "graded", results["blank"].reasons
 
 
+@in_batch
 @needs_box
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_hostile_case(batch, name):
@@ -140,6 +145,7 @@ def test_hostile_case(batch, name):
         assert result.max_score == 6.0  # edited points never reach the gradebook
 
 
+@in_batch
 @needs_box
 def test_course_and_package_are_unchanged(batch):
     root = batch["root"]
@@ -148,6 +154,7 @@ def test_course_and_package_are_unchanged(batch):
     assert not (root / "planted.txt").exists() and not (LRLAB_DIR / "_planted.py").exists()
 
 
+@in_batch
 @needs_box
 def test_gradebook_holds_no_forged_scores(batch):
     from nbgrader.api import Gradebook
@@ -167,6 +174,7 @@ def _outputs(root: Path, student: str) -> str:
     return "\n".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+@in_batch
 @needs_box
 def test_sandbox_blocked_what_the_submissions_tried(batch):
     root = batch["root"]
@@ -181,6 +189,7 @@ def test_sandbox_blocked_what_the_submissions_tried(batch):
         batch["listener"].accept()
 
 
+@in_batch
 @needs_box
 def test_background_processes_are_gone(batch):
     ctx = batch["ctx"]
@@ -190,6 +199,7 @@ def test_background_processes_are_gone(batch):
     assert not ctx.marker.exists() and not Path(ctx.box_marker).exists()
 
 
+@in_batch
 @needs_box
 def test_feedback_never_shows_hidden_tests(batch):
     root = batch["root"]
@@ -207,6 +217,7 @@ def test_feedback_never_shows_hidden_tests(batch):
         assert "Traceback (most recent call last)" not in page and "Cell In[" not in page
 
 
+@in_batch
 @needs_box
 def test_scores_equal_a_plain_nbgrader_autograde(batch, tmp_path):
     """The same honest submissions, graded by `nbgrader autograde` one after another, score the same."""
