@@ -29,6 +29,18 @@ def course_copy(tmp_path: Path) -> Path:
     return copy_course(tmp_path / "course")
 
 
+def pytest_runtest_setup(item):
+    """Tests marked `sandbox` need bubblewrap: skipped where none can be made, unless CI requires it."""
+    if item.get_closest_marker("sandbox"):
+        from lrlab.sandbox import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem is not None:
+            if os.environ.get("LRLAB_REQUIRE_SANDBOX") == "1":
+                pytest.fail(f"LRLAB_REQUIRE_SANDBOX=1, but no sandbox can be made here: {problem}")
+            pytest.skip(f"no sandbox here: {problem}")
+
+
 def pytest_collection_modifyitems(config, items):
     """Under xdist, keep the browser tests in one worker: they share one JupyterLab server per worker."""
     for item in items:

@@ -308,6 +308,10 @@ class Sandbox:
         spec = {"workdir": f"{home}/{workdir}", **sources, "rlimits": self.limits.rlimits()}
         args = [bwrap_path(), *_isolation_flags()]
         args += _system_mounts()
+        # The box's own /proc, /dev and /tmp come first: the environment may itself live under /tmp
+        # (a course cloned there), and a tmpfs mounted after its binds would hide it.
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += [*_size_flag(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         binds = sorted({Path(p) for p in [*_python_dirs(), _lrlab_dir(), *self.readonly]},
                        key=lambda p: (len(p.parts), str(p)))
         for path in binds:
@@ -324,8 +328,6 @@ class Sandbox:
             for path in binds:
                 if path != hidden and _inside(path, hidden):
                     args += ["--ro-bind", str(path), str(path)]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        args += [*_size_flag(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         args += [*_size_flag(self.limits.home_bytes), "--tmpfs", home]
         for folder in sources.values():
             args += ["--ro-bind", folder, folder]
