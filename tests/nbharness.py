@@ -136,3 +136,17 @@ def answer_source(assignment: str, grade_id: str) -> str:
         if _grade_id(cell) == grade_id:
             return cell.source
     raise KeyError(grade_id)
+
+
+def assert_full_marks(report: RunReport, points: float | None = None) -> None:
+    """Every test cell passed and no other cell raised (and, when given, the autograded total is ``points``)."""
+    assert report.failed() == [], report.summary()
+    assert not report.errors, report.summary()
+    if points is not None:
+        assert report.score == report.max_score == points, report.summary()
+
+
+def assert_caught(report: RunReport, grade_id: str, mistake: str) -> None:
+    """The mistake in answer ``grade_id`` made its test cell ``<grade_id>_tests`` fail and cost points."""
+    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
+    assert report.score < report.max_score

@@ -2,16 +2,14 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "00_pytorch_warmup"
 
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 10
+    assert_full_marks(report, 10)
 
 
 CORRECT = {
@@ -48,7 +46,7 @@ def gd_step(w, b, X, y, lr):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT)
-    assert report.failed() == [], report.summary()
+    assert_full_marks(report)
 
 
 MISTAKES = {
@@ -115,5 +113,4 @@ def gd_step(w, b, X, y, lr):
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src})
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)

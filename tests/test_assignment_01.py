@@ -2,16 +2,14 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "01_data_pipeline"
 
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 11
+    assert_full_marks(report, 11)
 
 
 CORRECT = {
@@ -54,8 +52,7 @@ def make_loaders(X_train, y_train, X_test, y_test, batch_size, seed):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
+    assert_full_marks(report)
 
 
 MISTAKES = {
@@ -207,5 +204,4 @@ def make_loaders(X_train, y_train, X_test, y_test, batch_size, seed):
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, stop_after=f"{grade_id}_tests")
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)

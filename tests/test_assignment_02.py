@@ -2,16 +2,14 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "02_training_loop"
 
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 12
+    assert_full_marks(report, 12)
 
 
 CORRECT = {
@@ -68,8 +66,7 @@ def fit_model(model, train_loader, test_loader, optimizer, loss_fn, epochs):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
+    assert_full_marks(report)
 
 
 _REF_EVAL_NO_RESTORE = '''
@@ -305,8 +302,7 @@ def fit_model(model, train_loader, test_loader, optimizer, loss_fn, epochs):
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, stop_after=f"{grade_id}_tests")
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)
 
 
 def test_a_loop_without_model_train_is_caught_when_evaluation_leaves_eval_mode():

@@ -2,16 +2,14 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "03_lr_schedules"
 
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A, params={"N_EPOCHS": 2})
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 22
+    assert_full_marks(report, 22)
 
 
 CORRECT = {
@@ -79,8 +77,7 @@ SEED000_POINTS = [(0, 0), (2.1e6, 5.0e-5), (45.5e6, 5.0e-5), (50e6, 4.4e-5), (50
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT, params={"N_EPOCHS": 2})
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
+    assert_full_marks(report)
 
 
 _REF_WSD = '''
@@ -259,8 +256,7 @@ _STOP = {g: f"{g}_tests" for g in {g for g, _ in MISTAKES.values()}}
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, stop_after=_STOP[grade_id], params={"N_EPOCHS": 1})
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)
 
 
 def test_seed_chart_with_a_drop_half_a_million_samples_late_still_passes():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "04_convergence"
 # small sizes: every run still trains, on fewer epochs, seeds and LRs
@@ -11,9 +11,7 @@ SMALL = {"N_EPOCHS": 3, "N_SEEDS": 2, "STRATEGY_LRS": (0.3, 1.0), "RANGE_STEPS":
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A, params=SMALL)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 23
+    assert_full_marks(report, 23)
 
 
 CORRECT = {
@@ -106,8 +104,7 @@ def pick_winner(best, z=2.0):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT, params=SMALL)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
+    assert_full_marks(report)
 
 
 MISTAKES = {
@@ -384,5 +381,4 @@ def pick_winner(best, z=2.0):
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, params=SMALL, stop_after=f"{grade_id}_tests")
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)

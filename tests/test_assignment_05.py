@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "05_gradient_variance"
 SMALL = {"N_EPOCHS": 1, "NOISE_EVERY": 25}  # the demo runs shrink; the graded cells are unchanged
@@ -10,9 +10,7 @@ SMALL = {"N_EPOCHS": 1, "NOISE_EVERY": 25}  # the demo runs shrink; the graded c
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A, params=SMALL)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 14  # + 4 points graded by hand
+    assert_full_marks(report, 14)  # + 4 points graded by hand
 
 
 CORRECT = {
@@ -57,7 +55,7 @@ def noise_scale_simple(per_sample):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT, params=SMALL)
-    assert report.failed() == [], report.summary()
+    assert_full_marks(report)
 
 
 def test_a_loop_of_backward_passes_is_slow_but_correct():
@@ -171,5 +169,4 @@ def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, params=SMALL, stop_after=f"{grade_id}_tests")
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbharness import run_assignment
+from nbharness import assert_caught, assert_full_marks, run_assignment
 
 A = "06_matryoshka_gradients"
 SMALL = {"N_TRAIN": 512, "N_TEST": 256, "N_EPOCHS": 2, "HEAD_EPOCHS": 2}  # demo runs shrink; graded cells do not
@@ -10,9 +10,7 @@ SMALL = {"N_TRAIN": 512, "N_TEST": 256, "N_EPOCHS": 2, "HEAD_EPOCHS": 2}  # demo
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A, params=SMALL)
-    assert report.failed() == [], report.summary()
-    assert not report.errors, report.summary()
-    assert report.score == report.max_score == 15  # + 7 points graded by hand
+    assert_full_marks(report, 15)  # + 7 points graded by hand
 
 
 CORRECT = {
@@ -62,7 +60,7 @@ def start_stage(encoder, dim, lr, optimizer="sgd"):
 
 def test_differently_written_correct_answers_get_full_marks():
     report = run_assignment(A, replace=CORRECT, params=SMALL)
-    assert report.failed() == [], report.summary()
+    assert_full_marks(report)
 
 
 def _fn(signature: str, body: str) -> str:
@@ -204,5 +202,4 @@ return make(new.parameters(), lr=0.1)''')),
 def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, params=SMALL, stop_after=f"{grade_id}_tests")
-    assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
-    assert report.score < report.max_score
+    assert_caught(report, grade_id, mistake)
