@@ -34,7 +34,7 @@ c.Execute.interrupt_on_timeout = True
 c.ClearHiddenTests.enforce_metadata = True
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "lrlab.feedback.HideHiddenTests",
+    "lrlab.course.grading.feedback.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in discover() and f"bench_{n}" not in discover()]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {discover()}")
-    from lrlab.course import format_table
+    from lrlab.tables import format_table
 
     rows, failures = [], []
     for name in names:

@@ -92,7 +92,7 @@ def _pair(base, cand, repeats: int) -> tuple[tuple[float, float], tuple[float, f
 
 
 def run(quick: bool = False) -> list[dict]:
-    from lrlab import sandbox as sb
+    from lrlab.course.grading import sandbox as sb
 
     students = 4 if quick else 20
     repeats = 1 if quick else 2

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import nbformat
 
-from lrlab.course import course_notebooks, find_root
-from lrlab.course import run as run_notebooks
+from lrlab.course.layout import course_notebooks, find_root
+from lrlab.course.run import run_notebooks
 
 TARGET_SECONDS = 60.0  # "a whole notebook well under a minute" on a 2-core laptop CPU
 

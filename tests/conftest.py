@@ -32,7 +32,7 @@ def course_copy(tmp_path: Path) -> Path:
 def pytest_runtest_setup(item):
     """Tests marked `sandbox` need bubblewrap: skipped where none can be made, unless CI requires it."""
     if item.get_closest_marker("sandbox"):
-        from lrlab.sandbox import sandbox_problem
+        from lrlab.course.grading.sandbox import sandbox_problem
 
         problem = sandbox_problem()
         if problem is not None:

@@ -13,7 +13,10 @@ import nbformat
 import pytest
 import torch
 
-from lrlab import course
+from lrlab.course.layout import course_notebooks
+from lrlab.course.release import normalize_notebook_text, release
+from lrlab.course.run import run_notebooks
+from lrlab.course.validate import validate
 
 from coursecopy import ROOT, copy_course
 
@@ -24,7 +27,7 @@ def lrlab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_release_is_in_sync_with_source():
-    stale = course.release(ROOT, check=True)
+    stale = release(ROOT, check=True)
     assert stale == [], "release/ is out of sync with source/; run `lrlab release`:\n" + "\n".join(stale)
 
 
@@ -50,14 +53,14 @@ def test_release_is_byte_stable_and_check_names_the_stale_notebook(tmp_path):
 def test_normalized_release_has_no_outputs_and_sorted_keys():
     text = json.dumps({"cells": [{"cell_type": "code", "outputs": [1], "execution_count": 3, "metadata": {},
                                   "source": "x"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    out = json.loads(course.normalize_notebook_text(text))
+    out = json.loads(normalize_notebook_text(text))
     assert out["cells"][0]["outputs"] == [] and out["cells"][0]["execution_count"] is None
-    assert course.normalize_notebook_text(text) == course.normalize_notebook_text(course.normalize_notebook_text(text))
+    assert normalize_notebook_text(text) == normalize_notebook_text(normalize_notebook_text(text))
 
 
 @pytest.mark.slow
 def test_source_passes_and_release_fails_as_expected_with_the_validator():
-    results = course.validate(ROOT, jobs=2)
+    results = validate(ROOT, jobs=2)
     kinds = {(r.kind, r.notebook) for r in results}
     assert {k for k, _ in kinds} == {"source", "release"}
     bad = [f"{r.notebook}: {r.detail}" for r in results if not r.ok]
@@ -76,19 +79,19 @@ def test_validate_reports_a_release_test_that_passes_unanswered(tmp_path):
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "center_columns":
             cell.source = ref["center_columns"]
     nbformat.write(nb, path)
-    results = {r.notebook: r for r in course.validate(root, ["00_pytorch_warmup"])}
+    results = {r.notebook: r for r in validate(root, ["00_pytorch_warmup"])}
     bad = results["release/00_pytorch_warmup/00_pytorch_warmup.ipynb"]
     assert not bad.ok and "center_columns_tests passes on the unanswered notebook" in bad.detail
 
 
 def _notebooks() -> list[str]:
-    return [str(p.relative_to(ROOT)) for p in course.course_notebooks(ROOT)]
+    return [str(p.relative_to(ROOT)) for p in course_notebooks(ROOT)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", _notebooks())
 def test_every_notebook_executes_under_papermill(notebook, tmp_path):
-    results = course.run(ROOT, device="auto", notebooks=[str(ROOT / notebook)], out_dir=tmp_path)
+    results = run_notebooks(ROOT, device="auto", notebooks=[str(ROOT / notebook)], out_dir=tmp_path)
     assert [r.status for r in results] == ["ok"], results[0].status
     executed = nbformat.read(tmp_path / notebook, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]

@@ -1,4 +1,5 @@
-"""lrlab.feedback: learners see their visible tests and messages, never hidden tests or their tracebacks."""
+"""lrlab.course.grading.feedback: learners see their visible tests and messages, never hidden tests or their
+tracebacks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import nbformat
 import pytest
 from hostile import MEAN_TESTS, SQUARE_TESTS, cell_by_id, toy_source
 
-from lrlab import feedback as fb
+from lrlab.course.grading import feedback as fb
 
 SOURCE = "a = 1\n### BEGIN HIDDEN TESTS\nassert secret_check(a) == 42\n### END HIDDEN TESTS\nprint('done')"
 

@@ -30,15 +30,17 @@ from hostile import (
     tree_digest,
 )
 
-from lrlab import grading
-from lrlab import sandbox as sb
+import lrlab
+from lrlab.course.errors import SandboxUnavailable
+from lrlab.course.grading import sandbox as sb
+from lrlab.course.grading.batch import grade
 
 pytestmark = pytest.mark.slow
 needs_box = pytest.mark.sandbox  # skipped where no sandbox can be made; a failure under LRLAB_REQUIRE_SANDBOX=1
 # the tests that read the one graded batch run in one xdist worker, so the batch is graded once
 in_batch = pytest.mark.xdist_group("lrlab_grading_batch")
 
-LRLAB_DIR = Path(grading.__file__).resolve().parent
+LRLAB_DIR = Path(lrlab.__file__).resolve().parent
 LRLAB_TARGETS = ("__init__.py", "checks.py")  # the files the rewrite_lrlab submission goes after
 GENERATED = {"gradebook.db", "autograded", "feedback", "grades", "exchange"}
 LIMITS = sb.Limits(wall_s=60, cpu_s=60, memory_bytes=2 * sb.GiB)
@@ -97,7 +99,7 @@ def batch(tmp_path_factory):
     write_submissions(root, HONEST)
     before = tree_digest(root, GENERATED)
     lrlab_before = {name: (LRLAB_DIR / name).read_bytes() for name in LRLAB_TARGETS}
-    report = grading.grade(ASSIGNMENT, root=root, jobs=2, limits=LIMITS)
+    report = grade(ASSIGNMENT, root=root, jobs=2, limits=LIMITS)
     yield {"report": report, "root": root, "ctx": ctx, "before": before, "lrlab_before": lrlab_before,
            "listener": listener}
     listener.close()
@@ -235,9 +237,9 @@ def test_grading_refuses_without_a_sandbox_unless_unsafe(tmp_path, monkeypatch):
     root = build_toy_course(tmp_path / "course", timeout=10)
     write_submissions(root, {"ref": reference_notebook})
     monkeypatch.setattr(sb, "sandbox_problem", lambda: "bubblewrap (`bwrap`) is not installed")
-    with pytest.raises(sb.SandboxUnavailable, match="--unsafe"):
-        grading.grade(ASSIGNMENT, root=root, jobs=1)
-    report = grading.grade(ASSIGNMENT, root=root, jobs=1, unsafe=True, feedback=False, limits=LIMITS)
+    with pytest.raises(SandboxUnavailable, match="--unsafe"):
+        grade(ASSIGNMENT, root=root, jobs=1)
+    report = grade(ASSIGNMENT, root=root, jobs=1, unsafe=True, feedback=False, limits=LIMITS)
     assert report.by_student()["ref"].score == 5.0 and not report.sandboxed
     assert "NOT sandboxed" in report.summary()
 
@@ -251,7 +253,7 @@ def test_flat_files_and_zip_exports(tmp_path):
     nbformat.write(release_notebook(root), str(flat / f"bob_smith_{ASSIGNMENT}.ipynb"))
     (flat / "notes.txt").write_text("not a submission")
     archive = shutil.make_archive(str(tmp_path / "export"), "zip", flat)
-    report = grading.grade(ASSIGNMENT, root=root, submissions=Path(archive), jobs=2, feedback=False, limits=LIMITS)
+    report = grade(ASSIGNMENT, root=root, submissions=Path(archive), jobs=2, feedback=False, limits=LIMITS)
     results = report.by_student()
     assert results["alice"].score == 5.0 and results["bob_smith"].score == 0.0
     assert results["carol"].status == "missing"
@@ -260,7 +262,7 @@ def test_flat_files_and_zip_exports(tmp_path):
 
 @needs_box
 def test_cli_grade(tmp_path, capsys):
-    from lrlab.course import main
+    from lrlab.course.cli import main
 
     root = build_toy_course(tmp_path / "course", timeout=10)
     write_submissions(root, {"ref": reference_notebook, "blank": release_notebook})
@@ -311,7 +313,7 @@ def test_course_assignment_scores_equal_a_plain_nbgrader_autograde(assignment, t
         proc = subprocess.run([*cmd, "--log-level=ERROR"], cwd=roots[1], env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
-    report = grading.grade(assignment, root=roots[0], jobs=2, feedback=False)
+    report = grade(assignment, root=roots[0], jobs=2, feedback=False)
     assert all(r.status == "graded" for r in report.results), report.summary()
 
     def cell_scores(root: Path) -> dict:
@@ -333,7 +335,7 @@ def test_a_kernel_that_cannot_start_leaves_the_gradebook_alone(tmp_path, monkeyp
     root = build_toy_course(tmp_path / "course", timeout=10)
     write_submissions(root, {"ref": reference_notebook})
     monkeypatch.setattr(sb.Sandbox, "wrap", lambda self, argv, **kw: [sys.executable, "-c", "raise SystemExit(3)"])
-    report = grading.grade(ASSIGNMENT, root=root, jobs=1, unsafe=True, feedback=False, limits=LIMITS)
+    report = grade(ASSIGNMENT, root=root, jobs=1, unsafe=True, feedback=False, limits=LIMITS)
     result = report.by_student()["ref"]
     assert result.status == "error" and any("could not start" in r for r in result.reasons), result.reasons
     assert auto_scores(root, "ref") == {"square_tests": None, "mean_tests": None}

@@ -1,4 +1,4 @@
-"""lrlab.sandbox: what a box hides, what it forbids, the limits it sets, and the errors it gives."""
+"""lrlab.course.grading.sandbox: what a box hides, what it forbids, the limits it sets, and the errors it gives."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from lrlab import sandbox as sb
+import lrlab
+from lrlab.course.errors import SandboxUnavailable
+from lrlab.course.grading import sandbox as sb
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_box = pytest.mark.sandbox  # skipped where no sandbox can be made; a failure under LRLAB_REQUIRE_SANDBOX=1
 
 
-def py(code: str, box: sb.Sandbox | None = None, **kwargs) -> sb.RunResult:
+def py(code: str, box: sb.Sandbox | None = None, **kwargs) -> sb.BoxResult:
     """Run Python code in a box (the course root hidden, as the grader does)."""
     box = box or sb.Sandbox(hidden=(ROOT, Path.home()), limits=sb.Limits(wall_s=30))
-    return sb.run([sys.executable, "-c", code], sandbox=box, **kwargs)
+    return sb.run_in_box([sys.executable, "-c", code], sandbox=box, **kwargs)
 
 
 # -- input validation -----------------------------------------------------------------------------
@@ -57,7 +59,7 @@ def test_missing_bwrap_is_named_with_the_fix(monkeypatch):
     problem = sb.sandbox_problem.__wrapped__()
     assert "not installed" in problem and "apt-get install bubblewrap" in problem
     monkeypatch.setattr(sb, "sandbox_problem", lambda: problem)
-    with pytest.raises(sb.SandboxUnavailable, match="--unsafe"):
+    with pytest.raises(SandboxUnavailable, match="--unsafe"):
         sb.require_sandbox()
 
 
@@ -105,7 +107,7 @@ def test_course_home_and_secrets_are_invisible(monkeypatch):
 
 @needs_box
 def test_environment_and_lrlab_are_read_only_and_importable():
-    lrlab_init = Path(sb.__file__).with_name("__init__.py")
+    lrlab_init = Path(lrlab.__file__)
     result = py(
         "import lrlab.checks, sys\n"
         f"try:\n    open({str(lrlab_init)!r}, 'a')\n    print('WRITABLE')\nexcept OSError as e:\n    print(e)\n"
@@ -116,6 +118,27 @@ def test_environment_and_lrlab_are_read_only_and_importable():
     assert result.returncode == 0, result.stderr
     assert "WRITABLE" not in result.stdout and result.stdout.count("Read-only file system") == 2
     assert result.stdout.strip().endswith("ok")
+
+
+@needs_box
+def test_the_box_has_the_learner_library_but_not_the_grading_tools():
+    library = Path(lrlab.__file__).resolve().parent
+    result = py(
+        "import os, lrlab, lrlab.tables\n"
+        "print('LIBRARY', os.path.dirname(lrlab.__file__))\n"
+        "for name in ('lrlab.course', 'lrlab.course.grading.sandbox'):\n"
+        "    try:\n        __import__(name)\n        print('TOOLING-VISIBLE', name)\n"
+        "    except ModuleNotFoundError as e:\n        print('TOOLING-HIDDEN', e.name)\n"
+        f"print('LISTED', 'course' in os.listdir({str(library)!r}))\n"
+        f"try:\n    open(os.path.join({str(library)!r}, 'planted.py'), 'w')\n    print('WRITABLE')\n"
+        "except OSError as e:\n    print('READ-ONLY', e)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"LIBRARY {library}" in result.stdout
+    assert result.stdout.count("TOOLING-HIDDEN lrlab.course") == 2 and "TOOLING-VISIBLE" not in result.stdout
+    assert "LISTED False" in result.stdout
+    assert "READ-ONLY" in result.stdout and "WRITABLE" not in result.stdout
+    assert not (library / "planted.py").exists()
 
 
 @needs_box
@@ -168,7 +191,7 @@ def test_wall_time_kills_the_whole_box():
     box = sb.Sandbox(limits=sb.Limits(wall_s=2))
     code = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'while True: pass', {token!r}])\n"
             "while True:\n    pass\n")
-    result = sb.run([sys.executable, "-c", code], sandbox=box)
+    result = sb.run_in_box([sys.executable, "-c", code], sandbox=box)
     assert result.timed_out and result.returncode != 0
     assert 1.5 < result.seconds < 15
     assert [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, token)] == []
@@ -194,8 +217,8 @@ def test_output_is_capped():
 
 def test_unsafe_mode_still_applies_limits_and_a_private_folder():
     box = sb.Sandbox(unsafe=True, limits=sb.Limits(wall_s=30, memory_bytes=1 * sb.GiB))
-    result = sb.run([sys.executable, "-c", "import os, resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[0])\n"
-                     "print(os.getcwd())\nx = bytearray(4 * 2**30)"], sandbox=box)
+    code = "import os, resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[0])\nprint(os.getcwd())\n"
+    result = sb.run_in_box([sys.executable, "-c", code + "x = bytearray(4 * 2**30)"], sandbox=box)
     assert str(1 * sb.GiB) in result.stdout and "MemoryError" in result.stderr
     cwd = result.stdout.split()[1]
     assert cwd.endswith("/home/work") and not Path(cwd).exists()  # removed after the run

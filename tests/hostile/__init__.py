@@ -33,7 +33,7 @@ c.Execute.timeout = TIMEOUT
 c.Execute.interrupt_on_timeout = True
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "lrlab.feedback.HideHiddenTests",
+    "lrlab.course.grading.feedback.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 '''

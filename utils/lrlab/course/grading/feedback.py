@@ -15,6 +15,8 @@ learner's own cell can print hidden test code after the fact (IPython keeps ever
 
 It is configured in ``nbgrader_config.py`` as a ``GenerateFeedback`` preprocessor (after
 ``GetGrades``) and ``lrlab grade`` always adds it.
+
+Imports: nbformat, nbgrader and traitlets; nothing of lrlab.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ leave a process behind that keeps running. This module puts such code in a box b
 * a fresh process tree (its own PID namespace: when the box ends, every process in it ends),
   its own session, no network (only a private loopback), no capabilities, no new user namespaces;
 * an empty root file system with the operating system (``/usr``), a few ``/etc`` files, the Python
-  environment and the ``lrlab`` package mounted **read-only**;
+  environment and the learner library ``lrlab`` mounted **read-only** (its grading tools,
+  ``lrlab.course``, are not there);
 * a private, size-limited home folder (a ``tmpfs``) as the only writable place besides ``/tmp``
   (also a size-limited ``tmpfs``) and the folders the caller names; the course's ``source/``, the
   gradebook, other learners' files and the instructor's home are simply not there;
@@ -17,13 +18,15 @@ leave a process behind that keeps running. This module puts such code in a box b
 
 Two ways to use it:
 
-* :func:`run` runs a command to completion in a box and returns its (capped) output;
+* :func:`run_in_box` runs a command to completion in a box and returns its (capped) output;
 * :meth:`Sandbox.wrap` returns the argument list that runs a command in a box, for callers that
   start the process themselves (the grader uses it to start a Jupyter kernel in a box while the
   trusted notebook client stays outside).
 
 :func:`sandbox_problem` says why no box can be made on this machine (``None`` when one can), and
-:func:`require_sandbox` raises :class:`SandboxUnavailable` with that reason.
+:func:`require_sandbox` raises :class:`~lrlab.course.errors.SandboxUnavailable` with that reason.
+
+Imports: the standard library and :mod:`lrlab.course.errors`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from lrlab.course.errors import SandboxUnavailable
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -64,8 +69,6 @@ _ETC_FILES = (
 )
 
 
-class SandboxUnavailable(RuntimeError):
-    """No sandbox can be made on this machine; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Limits:
     """Resource limits of one box.
 
     Attributes:
-        wall_s: wall-clock seconds before the caller kills the whole box (used by :func:`run` and by
+        wall_s: wall-clock seconds before the caller kills the whole box (used by :func:`run_in_box` and by
             the grader; the box itself cannot enforce it).
         cpu_s: CPU seconds per process (``RLIMIT_CPU``); past it the process gets ``SIGXCPU``/``SIGKILL``.
         memory_bytes: address space per process (``RLIMIT_AS``); an allocation past it fails with
@@ -85,7 +88,7 @@ class Limits:
         open_files: open file descriptors per process (``RLIMIT_NOFILE``).
         home_bytes: size of the private home ``tmpfs`` (the working folder lives in it).
         tmp_bytes: size of the box's ``/tmp``.
-        output_bytes: how much of the box's stdout/stderr :func:`run` keeps (the rest is dropped).
+        output_bytes: how much of the box's stdout/stderr :func:`run_in_box` keeps (the rest is dropped).
     """
 
     wall_s: float = 600.0
@@ -203,7 +206,24 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _lrlab_dir() -> Path:
-    return Path(__file__).resolve().parent
+    """The folder of the learner library ``lrlab`` (this module lies in its ``course/grading/``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+#: The part of the ``lrlab`` folder a box never sees: the grading tools.
+TOOLING = "course"
+
+
+def _library_only() -> list[str]:
+    """bwrap arguments that leave the learner library visible and hide its tooling (``lrlab/course``): an empty
+    folder in place of the library's, every entry but the tooling bound back into it, then made read-only.
+    (An empty folder over ``course/`` alone would still import, as a namespace package.)"""
+    library = _lrlab_dir()
+    args = ["--tmpfs", str(library)]
+    for entry in sorted(library.iterdir()):
+        if entry.name != TOOLING:
+            args += ["--ro-bind", str(entry), str(entry)]
+    return [*args, "--remount-ro", str(library)]
 
 
 @dataclass(frozen=True)
@@ -213,7 +233,7 @@ class Sandbox:
     Attributes:
         limits: the resource limits (:class:`Limits`).
         readonly: extra host folders to mount read-only at the same path (besides the system,
-            the Python environment and the ``lrlab`` package, which are always there).
+            the Python environment and the learner library ``lrlab``, which are always there).
         hidden: host folders that must not be visible even when they lie inside a mounted folder
             (the course root, the instructor's home); mounted over with an empty ``tmpfs``.
             The Python environment and ``lrlab`` are mounted again on top, so they stay visible.
@@ -233,7 +253,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         if not isinstance(self.limits, Limits):
-            raise ValueError(f"limits must be a lrlab.sandbox.Limits, got {type(self.limits).__name__}")
+            raise ValueError(f"limits must be a lrlab.course.grading.sandbox.Limits, got {type(self.limits).__name__}")
         for name in ("readonly", "hidden"):
             for path in getattr(self, name):
                 if not Path(path).is_absolute():
@@ -328,6 +348,7 @@ class Sandbox:
             for path in binds:
                 if path != hidden and _inside(path, hidden):
                     args += ["--ro-bind", str(path), str(path)]
+        args += _library_only()
         args += [*_size_flag(self.limits.home_bytes), "--tmpfs", home]
         for folder in sources.values():
             args += ["--ro-bind", folder, folder]
@@ -421,7 +442,7 @@ def sandbox_problem() -> str | None:
         return f"bubblewrap (`bwrap`) is not installed; {INSTALL_HINT}"
     box = Sandbox(limits=Limits(wall_s=30))
     try:
-        result = run([sys.executable, "-S", "-c", "pass"], sandbox=box)
+        result = run_in_box([sys.executable, "-S", "-c", "pass"], sandbox=box)
     except (OSError, subprocess.SubprocessError) as exc:  # pragma: no cover - depends on the machine
         return f"bubblewrap is installed but could not be started: {exc}"
     if result.returncode != 0:
@@ -448,8 +469,8 @@ def require_sandbox() -> None:
 # -- running a command to completion -------------------------------------------------------------
 
 @dataclass
-class RunResult:
-    """What :func:`run` observed.
+class BoxResult:
+    """What :func:`run_in_box` observed.
 
     Attributes:
         returncode: the exit status (negative: killed by that signal).
@@ -523,9 +544,9 @@ def kill_box(proc: subprocess.Popen) -> None:
         pass
 
 
-def run(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "work",
+def run_in_box(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "work",
         copy_from: Path | None = None, home_from: Path | None = None, stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None) -> RunResult:
+        env: Mapping[str, str] | None = None) -> BoxResult:
     """Run ``argv`` in a box until it ends or its wall-clock limit passes, and return what happened.
 
     stdout and stderr are read while the command runs and capped at ``limits.output_bytes`` each,
@@ -535,7 +556,7 @@ def run(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "
     """
     box = sandbox if sandbox is not None else Sandbox()
     if not isinstance(box, Sandbox):
-        raise ValueError(f"sandbox must be a lrlab.sandbox.Sandbox, got {type(box).__name__}")
+        raise ValueError(f"sandbox must be a lrlab.course.grading.sandbox.Sandbox, got {type(box).__name__}")
     scratch = tempfile.mkdtemp(prefix="lrlab-box-")
     try:
         writable = [Path(scratch)] if box.unsafe else []
@@ -563,7 +584,7 @@ def run(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: str = "
         proc.wait()
         for reader in readers:
             reader.join(timeout=5)
-        return RunResult(
+        return BoxResult(
             returncode=proc.returncode,
             stdout=b"".join(out).decode("utf-8", "replace"),
             stderr=b"".join(err).decode("utf-8", "replace"),

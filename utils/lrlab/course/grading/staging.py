@@ -1,0 +1,236 @@
+"""Staging: every submission of an assignment copied, without trusting it, into a private folder in nbgrader's
+layout (``submitted/<student>/<assignment>/``), and the files a kernel finds in its working folder.
+
+Accepted: nbgrader's folder layout, a folder of ``<student>_<assignment>.ipynb`` files, or a zip of either (an
+LMS export). Only regular files are copied, within a size limit; a notebook that is not valid JSON scores 0.
+
+Imports: :mod:`lrlab.course.errors`, :mod:`~lrlab.course.grading.gradebook`, :mod:`~lrlab.course.grading.sandbox`
+(sizes), nbformat; nbgrader inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from lrlab.course.errors import GradingError
+from lrlab.course.grading import sandbox as sb
+from lrlab.course.grading.gradebook import coursedir
+
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+#: Largest submission folder staged for grading (notebooks plus data files), and largest zip accepted.
+MAX_SUBMISSION_BYTES = 200 * sb.MiB
+
+
+@dataclass
+class Submission:
+    """One learner's submission, staged for grading.
+
+    Attributes:
+        student: the student id.
+        folder: the staged copy (``<staging>/submitted/<student>/<assignment>``), or None when missing.
+        reasons: problems found while staging (an invalid notebook, a skipped file, ...).
+    """
+
+    student: str
+    folder: Path | None
+    reasons: list[str] = field(default_factory=list)
+
+
+def _flat_pattern(assignment: str, notebooks: list[str]) -> re.Pattern:
+    names = "|".join(re.escape(n) for n in sorted(notebooks, key=len, reverse=True))
+    return re.compile(rf"^(?P<student>.+?)_{re.escape(assignment)}(?:_(?P<notebook>{names}))?\.ipynb$")
+
+
+def _safe_extract(zip_path: Path, dest: Path) -> None:
+    """Extract an LMS export without trusting it: no absolute paths or '..', no links, bounded size."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise GradingError(f"{zip_path} is not a readable zip file ({exc})") from exc
+    with archive:
+        total = 0
+        for info in archive.infolist():
+            parts = Path(info.filename).parts
+            if info.filename.startswith(("/", "\\")) or ".." in parts or not parts:
+                raise GradingError(f"{zip_path} contains an unsafe path {info.filename!r}; refusing to extract it")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                continue  # a symbolic link: skipped
+            total += info.file_size
+            if total > MAX_SUBMISSION_BYTES * 10:
+                raise GradingError(f"{zip_path} unpacks to more than {MAX_SUBMISSION_BYTES * 10 // sb.MiB} MB")
+            if info.is_dir():
+                continue
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _check_notebook(path: Path) -> str | None:
+    """Why a submitted notebook cannot be graded (not JSON, not a notebook), or None when it can."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            nbformat.read(fh, as_version=4)
+    except Exception as exc:  # json, nbformat and unicode errors all mean the same for grading
+        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        return f"{path.name} is not a valid notebook ({detail}); it scores 0"
+    return None
+
+
+def copy_regular_files(src: Path, dest: Path, ignore: list[str]) -> list[str]:
+    """Copy regular files only (no links, devices or fifos), within MAX_SUBMISSION_BYTES; return skips."""
+    from nbgrader.utils import is_ignored
+
+    skipped, total = [], 0
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        rel_dir = Path(dirpath).relative_to(src)
+        dirnames[:] = [d for d in dirnames if not is_ignored(os.path.join(dirpath, d), ignore)
+                       and not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if is_ignored(str(path), ignore):
+                continue
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(f"{rel_dir / name} (not a regular file)")
+                continue
+            total += st.st_size
+            if total > MAX_SUBMISSION_BYTES:
+                skipped.append(f"{rel_dir / name} (submission larger than {MAX_SUBMISSION_BYTES // sb.MiB} MB)")
+                continue
+            (dest / rel_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / rel_dir / name)
+    return skipped
+
+
+def stage_submissions(config, assignment: str, notebooks: list[str], source: Path | None,
+                      staging: Path) -> tuple[Path, list[Submission], list[str]]:
+    """Copy every submission of ``assignment`` into ``staging/submitted/<student>/<assignment>/``.
+
+    ``source`` may be (a) a folder in nbgrader's layout, ``<student>/<assignment>/*.ipynb`` (default:
+    the course's ``submitted/``), (b) a folder of files named ``<student>_<assignment>.ipynb`` (or
+    ``<student>_<assignment>_<notebook>.ipynb`` for assignments with several notebooks), or (c) a
+    zip of either, as a learning-management system exports it. Only regular files are copied (a
+    submitted symbolic link could otherwise make the grader copy a file of the instructor's), and
+    a notebook that is not valid JSON is left out, so nbgrader grades it as missing (0 points).
+
+    Returns the staged ``submitted`` folder, the submissions (students of the gradebook without
+    one are listed with ``folder=None``) and notes about files that were skipped.
+    """
+    from nbgrader.api import Gradebook
+
+    folders = coursedir(config)
+    if source is None:
+        source = Path(folders.format_path(folders.submitted_directory, ".", ".")).resolve()
+    source = Path(source).resolve()
+    if not source.exists():
+        raise GradingError(f"no submissions at {source}; pass --submissions with a folder or a zip")
+    staged_root = staging / "submitted"
+    staged_root.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    if source.is_file():
+        if source.suffix.lower() != ".zip":
+            raise GradingError(f"--submissions {source} must be a folder or a .zip file")
+        unpacked = staging / "unzipped"
+        unpacked.mkdir()
+        _safe_extract(source, unpacked)
+        entries = [p for p in unpacked.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+        source = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+
+    found: dict[str, Path] = {}
+    # (a) nbgrader layout
+    for student_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.is_symlink()):
+        folder = student_dir / assignment
+        if folder.is_dir() and not folder.is_symlink():
+            if not STUDENT_ID.match(student_dir.name):
+                notes.append(f"skipped {student_dir.name}/: not a usable student id")
+                continue
+            found[student_dir.name] = folder
+    # (b) flat files
+    pattern = _flat_pattern(assignment, notebooks)
+    flat: dict[str, list[tuple[str, Path]]] = {}
+    for path in sorted(p for p in source.iterdir() if not p.is_dir() and not p.name.startswith(".")):
+        if path.suffix != ".ipynb":
+            notes.append(f"skipped {path.name}: not a notebook")
+            continue
+        m = pattern.match(path.name)
+        if not m or path.is_symlink():
+            notes.append(f"skipped {path.name}: not named <student>_{assignment}.ipynb")
+            continue
+        student = m.group("student")
+        if not STUDENT_ID.match(student):
+            notes.append(f"skipped {path.name}: {student!r} is not a usable student id")
+            continue
+        notebook = m.group("notebook")
+        if notebook is None:
+            if len(notebooks) != 1:
+                notes.append(f"skipped {path.name}: {assignment} has several notebooks; name the file "
+                             f"<student>_{assignment}_<notebook>.ipynb")
+                continue
+            notebook = notebooks[0]
+        flat.setdefault(student, []).append((notebook, path))
+
+    submissions: dict[str, Submission] = {}
+    for student, folder in found.items():
+        dest = staged_root / student / assignment
+        dest.mkdir(parents=True)
+        skipped = copy_regular_files(folder, dest, list(folders.ignore))
+        submissions[student] = Submission(student, dest, [f"skipped {s}" for s in skipped])
+    for student, files in flat.items():
+        if student in submissions:
+            notes.append(f"{student}: both a folder and flat files were found; graded the folder")
+            continue
+        dest = staged_root / student / assignment
+        dest.mkdir(parents=True)
+        for notebook, path in files:
+            shutil.copyfile(path, dest / f"{notebook}.ipynb")
+        submissions[student] = Submission(student, dest)
+    for sub in submissions.values():
+        for name in notebooks:
+            path = sub.folder / f"{name}.ipynb"
+            if not path.exists():
+                sub.reasons.append(f"{name}.ipynb is missing from the submission; it scores 0")
+                continue
+            problem = _check_notebook(path)
+            if problem:
+                sub.reasons.append(problem)
+                path.unlink()  # nbgrader grades a missing notebook as 0
+    with Gradebook(folders.db_url) as gb:
+        roster = [s.id for s in gb.students]
+    for student in roster:
+        if student not in submissions:
+            submissions[student] = Submission(student, None, ["no submission found"])
+    return staged_root, [submissions[s] for s in sorted(submissions)], notes
+
+
+def working_files(config, assignment: str, submitted: Path, dest: Path) -> None:
+    """The files a kernel finds in its working folder, as in nbgrader's autograded folder: the
+    submission's non-notebook files, then the source's (which win), minus ``exclude_overwriting``."""
+    folders = coursedir(config)
+    ignore = [*folders.ignore, "*.ipynb"]
+    dest.mkdir(parents=True, exist_ok=True)
+    copy_regular_files(submitted, dest, ignore)
+    source = Path(folders.format_path(folders.source_directory, ".", assignment))
+    excluded = set(config.Autograde.get("exclude_overwriting", {}).get(assignment, [])) \
+        if "Autograde" in config else set()
+    if source.is_dir():
+        from nbgrader.utils import find_all_files
+
+        for filename in find_all_files(str(source), ignore):
+            rel = os.path.relpath(filename, source)
+            if rel in excluded:
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            shutil.copyfile(filename, target)
