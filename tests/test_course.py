@@ -194,3 +194,39 @@ def test_run_prints_a_table_injects_parameters_and_fails_on_a_failing_notebook(t
     assert "notebook" in ok.stdout and "seconds" in ok.stdout and " ok" in ok.stdout
     bad = lrlab("run", str(path), "-p", "BOOM", "True", "--out", str(tmp_path / "b"))
     assert bad.returncode == 1 and "FAILED: AssertionError: boom was set" in bad.stdout
+
+
+def test_the_cli_prints_course_errors_once_and_lets_bugs_raise(monkeypatch, capsys):
+    import lrlab.course.release
+    from lrlab.course.cli import main
+    from lrlab.course.errors import GradingError
+
+    def fixable(*args, **kwargs):
+        raise GradingError("something the instructor can fix")
+
+    monkeypatch.setattr(lrlab.course.release, "release", fixable)
+    assert main(["--root", str(ROOT), "release", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lrlab release: error: something the instructor can fix\n"
+
+    def bug(*args, **kwargs):
+        raise ValueError("a bug in the caller")
+
+    monkeypatch.setattr(lrlab.course.release, "release", bug)
+    with pytest.raises(ValueError, match="a bug in the caller"):
+        main(["--root", str(ROOT), "release", "--check"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["grade", "toy", "--jobs", "0"], "--jobs: must be a positive integer"),
+    (["grade", "../toy"], "ASSIGNMENT: must be the name of a folder in source/"),
+    (["grade", "toy", "--time-limit", "-1"], "--time-limit: must be a positive number"),
+    (["grade", "toy", "--memory", "0.1"], "--memory: must be 0 (no limit) or at least 0.25 (GB)"),
+    (["validate", "--jobs", "x"], "--jobs: must be a positive integer"),
+])
+def test_the_cli_refuses_bad_options_before_doing_anything(args, message, capsys):
+    from lrlab.course.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2 and message in capsys.readouterr().err

@@ -43,12 +43,13 @@ class Submission:
     reasons: list[str] = field(default_factory=list)
 
 
-def _flat_pattern(assignment: str, notebooks: list[str]) -> re.Pattern:
+def flat_pattern(assignment: str, notebooks: list[str]) -> re.Pattern:
+    """How a flat submission file is named: ``<student>_<assignment>[_<notebook>].ipynb`` (groups student, notebook)."""
     names = "|".join(re.escape(n) for n in sorted(notebooks, key=len, reverse=True))
     return re.compile(rf"^(?P<student>.+?)_{re.escape(assignment)}(?:_(?P<notebook>{names}))?\.ipynb$")
 
 
-def _safe_extract(zip_path: Path, dest: Path) -> None:
+def safe_extract(zip_path: Path, dest: Path) -> None:
     """Extract an LMS export without trusting it: no absolute paths or '..', no links, bounded size."""
     import zipfile
 
@@ -75,7 +76,7 @@ def _safe_extract(zip_path: Path, dest: Path) -> None:
                 shutil.copyfileobj(src, out)
 
 
-def _check_notebook(path: Path) -> str | None:
+def check_notebook(path: Path) -> str | None:
     """Why a submitted notebook cannot be graded (not JSON, not a notebook), or None when it can."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -142,7 +143,7 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
             raise GradingError(f"--submissions {source} must be a folder or a .zip file")
         unpacked = staging / "unzipped"
         unpacked.mkdir()
-        _safe_extract(source, unpacked)
+        safe_extract(source, unpacked)
         entries = [p for p in unpacked.iterdir() if not p.name.startswith(("__MACOSX", "."))]
         source = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
 
@@ -156,7 +157,7 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
                 continue
             found[student_dir.name] = folder
     # (b) flat files
-    pattern = _flat_pattern(assignment, notebooks)
+    pattern = flat_pattern(assignment, notebooks)
     flat: dict[str, list[tuple[str, Path]]] = {}
     for path in sorted(p for p in source.iterdir() if not p.is_dir() and not p.name.startswith(".")):
         if path.suffix != ".ipynb":
@@ -200,7 +201,7 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
             if not path.exists():
                 sub.reasons.append(f"{name}.ipynb is missing from the submission; it scores 0")
                 continue
-            problem = _check_notebook(path)
+            problem = check_notebook(path)
             if problem:
                 sub.reasons.append(problem)
                 path.unlink()  # nbgrader grades a missing notebook as 0
