@@ -74,3 +74,13 @@ def test_feedback_config_always_hides_hidden_tests(config):
     config.GenerateFeedback.preprocessors = []
     steps = reports.feedback_config(config, ASSIGNMENT, "ann").GenerateFeedback.preprocessors
     assert HideHiddenTests in steps and steps.index(HideHiddenTests) == steps.index(GetGrades) + 1
+
+
+def test_the_grading_package_exports_its_main_names_on_first_use():
+    import lrlab.course.grading as grading
+    from lrlab.course.grading import batch
+
+    assert grading.GradeReport is reports.GradeReport and grading.StudentResult is reports.StudentResult
+    assert grading.grade is batch.grade and grading.default_jobs() >= 1
+    with pytest.raises(AttributeError, match="no attribute 'generate_feedback'"):
+        grading.generate_feedback  # noqa: B018

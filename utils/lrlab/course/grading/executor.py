@@ -245,7 +245,7 @@ class Job:
         return (self.student, self.notebook)
 
 
-# -- phase 2: execute (untrusted code, in boxes, in parallel) -------------------------------------
+# -- many notebooks, in parallel threads -------------------------------------------------------------
 
 _ACTIVE: set[BoxExecute] = set()
 _ACTIVE_LOCK = threading.Lock()
