@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrlab.args import check_bool, check_int, check_real
+
 __all__ = [
     "BatchedTensorDataset",
     "Standardizer",
@@ -70,18 +72,12 @@ BATCH_SIZE = 32
 
 # --------------------------------------------------------------------------------------------- validation
 def _int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high]; a ValueError that says the allowed range otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
+    """``value`` as an int in [low, high] (:func:`lrlab.args.check_int`)."""
+    return check_int(value, name, low=low, high=high)
 
 
 def _seed(seed: Any) -> int:
-    return _int(seed, "seed", 0, 2**63 - 1)
+    return check_int(seed, "seed", low=0, high=2**63 - 1)
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -323,9 +319,7 @@ class Standardizer:
     """
 
     def __init__(self, eps: float = 1e-12) -> None:
-        if not (isinstance(eps, int | float) and not isinstance(eps, bool)) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_real(eps, "eps", low=0, hint="what counts as a constant feature's standard deviation")
         self.mean_: torch.Tensor | None = None
         self.std_: torch.Tensor | None = None
         self.constant_features_: list[int] = []
@@ -430,8 +424,7 @@ def make_loaders(
         )
     batch_size = _int(batch_size, "batch_size", 1)
     test_batch_size = _int(256 if test_batch_size is None else test_batch_size, "test_batch_size", 1)
-    if not isinstance(drop_last, bool):
-        raise ValueError(f"drop_last must be True or False, got {drop_last!r}")
+    check_bool(drop_last, "drop_last")
     if drop_last and batch_size > len(X_train):
         raise ValueError(
             f"with drop_last=True, batch_size ({batch_size}) must be <= the number of training rows "

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lrlab.args import check_int, check_real
+
 SEED_PURPLE = "#4b2882"  # the dark purple of the seed chart
 
 
@@ -131,11 +133,8 @@ def plot_schedule(schedules: Any, total: float | None = None, *, unit: str | Non
         if not horizons:
             raise ValueError("total is needed: these schedules have no natural length (give e.g. total=1000)")
         total = max(horizons)
-    if isinstance(total, bool) or not isinstance(total, int | float | np.integer | np.floating) \
-            or not total > 0:
-        raise ValueError(f"total must be a number > 0 (the last {unit} to plot), got {total!r}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    total = check_real(total, "total", low=0, low_open=True, hint=f"the last {unit} to plot")
+    points = check_int(points, "points", low=2)
 
     if ax is None:
         import matplotlib.pyplot as plt
