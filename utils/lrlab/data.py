@@ -29,6 +29,8 @@ How the data is made (:func:`make_classification`)
   standardization undoes).
 * Finally a fraction ``label_noise`` of the labels is flipped at random. No model can predict a coin
   flip, so accuracy has an honest ceiling: :func:`bayes_accuracy` computes it.
+
+imports: args.
 """
 
 from __future__ import annotations

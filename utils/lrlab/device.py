@@ -1,4 +1,7 @@
-"""Device choice and seeding, the first thing every notebook does."""
+"""Device choice and seeding, the first thing every notebook does.
+
+imports: args.
+"""
 
 from __future__ import annotations
 

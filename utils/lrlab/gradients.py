@@ -26,6 +26,8 @@ per-sample gradients ``g_i``. Its expectation is ``G`` and its covariance is ``Î
 When ``B`` is much smaller than ``B_simple`` the noise term dominates: a step mostly follows noise, and a
 smaller learning rate (or a larger batch) is needed. Early in training gradients are large *and* vary a lot
 between batches, which is one reason a warmup helps.
+
+imports: args, training (GradientTracker is a training callback).
 """
 
 from __future__ import annotations

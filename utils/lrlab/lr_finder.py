@@ -28,6 +28,8 @@ Four details decide whether the test is useful on noisy mini-batch losses:
 The model **and** the optimizer are restored afterwards (parameters, gradients, momentum buffers,
 Adam moments, LRs, and the global torch RNG), so the range test can be run on the very model you
 are about to train. The suggestion rules are compared in :func:`suggest_lr`.
+
+imports: args, training (the range test runs on fit).
 """
 
 from __future__ import annotations

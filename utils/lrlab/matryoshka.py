@@ -61,6 +61,8 @@ with ``optimizer="adam"`` and the per-block update sizes it records show this ca
 
 The block statistics (mean ``|g|`` of rows ``[0:96]`` and ``[96:192]``, variance over ``[0:192]``) are
 collected by :func:`make_block_tracker`.
+
+imports: args, tables, device, gradients, training (its runs train on fit).
 """
 
 from __future__ import annotations

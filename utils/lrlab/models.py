@@ -5,6 +5,8 @@ with a sigmoid. The sigmoid is NOT part of :class:`MLP`: the network returns *lo
 number; ``sigmoid(logit)`` is the probability of class 1) and the loss ``nn.BCEWithLogitsLoss``
 applies the sigmoid inside, in a numerically stable way. Apply ``torch.sigmoid`` yourself only when
 you want probabilities (:meth:`MLP.predict_proba`); a logit above 0 means probability above 0.5.
+
+imports: args.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ Everything here draws with matplotlib on an ``Axes`` you may pass in (``ax=``) a
 * :func:`plot_lr_trajectory` -- the LRs that runs with given batch sizes really use, on top of the
   schedule (to see why sample-indexed schedules do not care about the batch size);
 * :func:`format_count` and :func:`format_lr` -- the tick labels, usable on any axis.
+
+imports: args, schedules.
 """
 
 from __future__ import annotations

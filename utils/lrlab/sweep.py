@@ -28,6 +28,8 @@ Every run sees the same number of training **samples**: ``epochs x n_train``. Wi
 is half as many optimizer steps as with a batch of 32; counting steps would hand the small batches
 twice the data. The schedules are indexed by samples too (``unit="sample"``), so every schedule
 reaches its end exactly when the budget runs out, whatever the batch size.
+
+imports: args, device, data, models, schedules, metrics, training (its optimizer table and progress switch).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class Strategy:
     description: str = ""
 
     def schedule(self, lr: float, total_samples: int) -> Callable[[float], float]:
-        check_real(lr, "lr", low=0, low_open=True, hint="a positive number")
+        check_real(lr, "lr", low=0, low_open=True)
         sched = self.make(float(lr), int(total_samples))
         if not callable(sched):
             raise ValueError(
@@ -893,7 +895,7 @@ def run_sweep(
     lr_list = [check_real(lr, "every lr", low=0, low_open=True) for lr in _as_list(lrs, "lrs")]
     seed_list = [check_int(s, "every seed", low=0) for s in _as_list(seeds, "seeds")]
     bs_list = [check_int(b, "every batch size", low=1) for b in _as_list(batch_sizes, "batch_sizes")]
-    epochs = check_int(epochs, "epochs", low=1, hint="a positive integer")
+    epochs = check_int(epochs, "epochs", low=1)
     check_choice(method, "method", METHODS)
     max_models = check_int(max_models, "max_models", low=1)
     progress_enabled(progress, None)  # validates it

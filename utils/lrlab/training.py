@@ -20,6 +20,8 @@ training stops at once, ``trace.diverged`` is True and ``trace.message`` says wh
 
 :func:`default_recipe` is the course's standard setting for the tutorial task, and :func:`run_recipe`
 runs it end to end from a seed.
+
+imports: args, tables, device, data, models.
 """
 
 from __future__ import annotations
@@ -857,7 +859,7 @@ def fit(
     _check_model(model)
     train_loader, test_loader = _split_loaders(loaders)
     check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch.optim.Optimizer")
-    epochs = check_int(epochs, "epochs", low=1, hint="a positive integer")
+    epochs = check_int(epochs, "epochs", low=1)
     kind = _check_scheduler(scheduler, optimizer, scheduler_interval)
     callbacks = _check_callbacks(callbacks)
     if trace is not None and not isinstance(trace, Trace):
@@ -980,10 +982,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
-        check_real(self.lr, "lr", low=0, low_open=True, hint="a positive number")
+        check_real(self.lr, "lr", low=0, low_open=True)
         check_real(self.momentum, "momentum", low=0, high=1, high_open=True)
         for name in ("batch_size", "hidden", "epochs"):
-            check_int(getattr(self, name), name, low=1, hint="a positive integer")
+            check_int(getattr(self, name), name, low=1)
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer this recipe names, on ``model.parameters()``."""

@@ -10,6 +10,8 @@ Everything the widget shows is also available as plain Python, for tests and for
     ex.controls["lr"].value = 0.05      # what dragging the slider does
     ex.schedule                          # Cosine(lr=0.05, total=1000, floor=0.0)
     x, y = ex.curve()                    # the plotted points
+
+imports: args, schedules, plotting.
 """
 
 from __future__ import annotations
