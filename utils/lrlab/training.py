@@ -17,6 +17,11 @@ observation per epoch (:func:`observe` states the rules) and plots its loss and 
 
 If the loss becomes NaN or infinite (the classic sign of a learning rate that is far too high),
 training stops at once, ``trace.diverged`` is True and ``trace.message`` says where it happened.
+That rule (:func:`is_divergent`) is the library's only one: the LR range test, the Matryoshka runs
+and the sweep follow it too. A :class:`Callback` can end a run early by raising :class:`StopTraining`
+(``trace.stopped``); the LR range test and the Matryoshka stages are such runs of :func:`fit`.
+:data:`OPTIMIZERS` / :func:`make_optimizer` and :func:`progress_enabled` are the optimizer table and
+the progress switch that the sweep and the Matryoshka runs share with :func:`fit`.
 
 :func:`default_recipe` is the course's standard setting for the tutorial task, and :func:`run_recipe`
 runs it end to end from a seed.
