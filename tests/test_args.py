@@ -57,6 +57,7 @@ def test_check_real_bounds_open_and_closed():
     with pytest.raises(ValueError, match=r"^x must be a finite number, got inf$"):
         check_real(math.inf, "x")
     assert describe_range() == "" and describe_range(None, 2, high_open=True) == "< 2"
+    assert describe_range(0, 2**32 - 1) == "in [0, 4294967295]" and describe_range(0.5) == ">= 0.5"
 
 
 # --------------------------------------------------------------------------------------------- others

@@ -29,12 +29,17 @@ def describe_range(
 ) -> str:
     """The allowed range in words: ``">= 1"``, ``"> 0"``, ``"<= 5"``, ``"in [0, 1)"`` or ``""`` (no bound)."""
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {_num(low)}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {_num(high)}"
     return ""
+
+
+def _num(bound: float) -> str:
+    """Integers exactly (a seed bound of 2**32 - 1 stays 4294967295), other numbers in short form."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _in_range(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
