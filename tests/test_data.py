@@ -1,4 +1,4 @@
-"""Tests of lrlab.data: generator, split, standardizer, loaders, task, leakage report."""
+"""Tests of lrlab.data: generator, split, standardizer, loaders, task."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from lrlab.data import (
     bayes_loss,
     check_features,
     check_labels,
-    leakage_report,
     load_task,
     make_classification,
     make_loaders,
@@ -354,33 +353,3 @@ def test_load_task_is_the_whole_pipeline():
     X_tr, _, _, _ = train_test_split(t.X_raw, t.y_raw, 800, seed=4)
     torch.testing.assert_close(t.scaler.transform(X_tr), t.X_train)
     assert "Task(seed=4" in repr(t)
-
-
-# --------------------------------------------------------------------------------------------- leakage
-def test_leakage_report_measures_the_statistics_leak():
-    X, y = make_classification(seed=0)
-    r = leakage_report(X, y, train=False)
-    assert r.test_share == pytest.approx(0.2)
-    assert r.influence == pytest.approx(0.2, abs=1e-4)
-    assert 0 < r.mean_gap < 0.3
-    assert r.std_ratio >= 1.0
-    assert r.accuracy == {}
-    drifted = leakage_report(X, y, train=False, shift=1.0)
-    assert drifted.mean_gap == pytest.approx(0.2 + r.mean_gap, abs=0.1)
-    assert "20.0%" in drifted.table() and "<pre>" in drifted._repr_html_()
-
-
-def test_leakage_report_accuracy_with_a_drifted_test_set():
-    X, y = make_classification(seed=0)
-    r = leakage_report(X, y, shift=1.0, epochs=5)
-    assert set(r.accuracy) == {
-        "train statistics",
-        "all rows (normalize, then split)",
-        "test statistics for the test rows",
-    }
-    assert all(0 <= a <= 1 for a in r.accuracy.values())
-    # standardizing the test rows with their own statistics hides the drift: optimistic
-    assert r.accuracy["test statistics for the test rows"] > r.accuracy["train statistics"] + 0.03
-    assert not math.isnan(r.accuracy["all rows (normalize, then split)"])
-    with pytest.raises(ValueError, match="shift"):
-        leakage_report(X, y, shift=float("inf"))

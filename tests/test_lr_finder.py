@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from lrlab import lr_finder as F
 from lrlab.data import load_task
 from lrlab.models import MLP
+from lrlab.training import Callback
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
@@ -222,3 +224,20 @@ def test_range_test_validates_arguments():
         F.lr_range_test(model, task, opt, rule="best")
     with pytest.raises(ValueError, match="stop_factor"):
         F.lr_range_test(model, task, opt, stop_factor=0.5)
+
+
+def test_range_test_runs_on_fit_and_shares_its_divergence_rule():
+    task = load_task(seed=0)
+    model = MLP(seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    # a stop factor nothing can reach: only the divergence rule of fit can end this test early
+    res = F.lr_range_test(model, task, opt, lr_min=1e-2, lr_max=1e15, stop_factor=1e300)
+    assert res.stopped_early and re.match(r"the loss became (nan|inf) at lr = ", res.stop_reason)
+    assert not np.isfinite(res.losses[-1]) and np.isfinite(res.losses[:-1]).all()
+    assert not np.isfinite(res.smoothed[-1])
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    # reaching lr_max is not an early stop, and exactly num_steps batches are trained (across epochs)
+    res = F.lr_range_test(model, task, opt, lr_min=1e-5, lr_max=1e-3, num_steps=40, burn_in=5)
+    assert not res.stopped_early and res.stop_reason == "reached lr_max = 0.001" and len(res.losses) == 40
+    assert isinstance(F.RangeTestCallback(opt, res.lrs, 0.9, 4.0, 5), Callback)

@@ -321,3 +321,47 @@ def test_tracking_does_not_change_training():
     tracked = M.train_mrl(small, epochs=2, seed=7, track=True, track_updates=True, progress=False, device="cpu")
     assert torch.equal(plain.encoder.proj.weight, tracked.encoder.proj.weight)
     assert tracked.history[-1]["grad"]["[0:192]"]["n"] == 4  # 512 pairs / batch 128 = 4 steps per epoch
+
+
+def test_training_runs_on_fit_and_a_diverging_loss_follows_its_rule():
+    small = M.make_retrieval_task(n_train=512, n_test=128, seed=7)
+    calls = []
+
+    def nan_from_the_sixth_batch(q, d, dims, temperature):
+        calls.append(1)
+        loss = M.matryoshka_loss(q, d, dims, temperature)
+        return loss * math.nan if len(calls) >= 6 else loss
+
+    run = M.train_mrl(small, epochs=3, seed=7, loss_fn=nan_from_the_sixth_batch, progress=False, device="cpu")
+    # 4 steps per epoch: epoch 1 is complete, epoch 2 stops at its second batch, epoch 3 never runs
+    assert run.diverged and len(run.history) == 2 and run.history[-1]["diverged"]
+    assert math.isnan(run.history[-1]["loss"]) and not math.isnan(run.history[0]["loss"])
+    assert all(math.isnan(v) for v in run.recall.values())
+    assert run.message.startswith("Diverged: the loss became nan at epoch 2, step 5")
+    assert "diverged" in repr(run)
+    assert torch.isfinite(run.encoder.proj.weight).all()  # the bad step never touched the weights
+    ok = M.train_mrl(small, epochs=1, seed=7, progress=False, device="cpu")
+    assert not ok.diverged and ok.message.startswith("Finished 1 epochs")
+
+
+def test_smrl_stages_share_one_progress_bar(monkeypatch):
+    import tqdm.auto
+
+    made, updates = [], []
+
+    class FakeBar:
+        def __init__(self, *args, total=None, **kwargs):
+            made.append(total)
+
+        def update(self, k):
+            updates.append(k)
+
+        def close(self):
+            made.append("closed")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    small = M.make_retrieval_task(n_train=512, n_test=128, seed=7)
+    M.train_smrl(small, epochs=(1, 1, 1), seed=7, track=False, progress=True, device="cpu")
+    assert made == [12, "closed"] and len(updates) == 12  # 3 stages x 4 steps, one bar
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('sgd', 'adam'\), got 'adamw'"):
+        M.train_mrl(small, optimizer="adamw", progress=False)

@@ -71,7 +71,7 @@ def test_count_parameters():
 
 
 def test_bad_arguments_and_inputs_are_explained():
-    with pytest.raises(ValueError, match="hidden must be a positive integer"):
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
         MLP(10, hidden=0)
     with pytest.raises(ValueError, match="n_features"):
         MLP(2.5)

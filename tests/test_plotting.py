@@ -94,7 +94,7 @@ def test_plain_functions_and_log_scale():
     (lambda: P.plot_schedule({"a": S.Cosine(0.1, 10), "b": S.seed000_schedule()}), "different units"),
     (lambda: P.plot_schedule(S.Cosine(0.1, 10), unit="sample"), "convert with"),
     (lambda: P.plot_schedule(S.Cosine(0.1, 10), unit="epoch"), "unit must be"),
-    (lambda: P.plot_schedule(S.Cosine(0.1, 10), total=-5), "total must be a number > 0"),
+    (lambda: P.plot_schedule(S.Cosine(0.1, 10), total=-5), "total must be a finite number > 0"),
     (lambda: P.plot_schedule({"x": 3}), "must be callable"),
 ])
 def test_bad_arguments(call, message):

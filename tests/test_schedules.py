@@ -163,20 +163,20 @@ def test_join_starts_each_schedule_from_its_own_zero():
 
 # --------------------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("make, message", [
-    (lambda: Constant(0), "lr must be > 0"),
-    (lambda: Constant(-0.1), "lr must be > 0"),
+    (lambda: Constant(0), "lr must be a finite number > 0"),
+    (lambda: Constant(-0.1), "lr must be a finite number > 0"),
     (lambda: Constant(float("nan")), "finite"),
-    (lambda: Constant("0.1"), "lr must be a number"),
+    (lambda: Constant("0.1"), r"lr must be a finite number > 0, got \'0.1\' \(str\)"),
     (lambda: Cosine(0.1, 100, floor=0.2), r"floor \(0.2\) must be <= lr \(0.1\)"),
-    (lambda: Cosine(0.1, 0), "total must be > 0"),
+    (lambda: Cosine(0.1, 0), "total must be a finite number > 0"),
     (lambda: StepDecay(0.1, 10, gamma=1.5), r"gamma must be in \(0, 1\]"),
     (lambda: MultiStep(0.1, [30, 10]), "milestones must be strictly increasing"),
     (lambda: MultiStep(0.1, []), "at least one milestone"),
-    (lambda: MultiStep(0.1, [-5]), r"milestones\[0\] must be > 0"),
+    (lambda: MultiStep(0.1, [-5]), r"milestones\[0\] must be a finite number > 0"),
     (lambda: WSD(0.1, total=100, warmup=120, decay=10), r"warmup \(120\) \+ decay \(10\) must be <= total \(100\)"),
     (lambda: WSD(0.1, total=100, warmup=10, decay=10, shape="sqrt"), "shape must be one of"),
     (lambda: Warmup(lambda t: 0.1, 10), "schedule must be an lrlab Schedule"),
-    (lambda: Warmup(Constant(0.1), 0), "warmup must be > 0"),
+    (lambda: Warmup(Constant(0.1), 0), "warmup must be a finite number > 0"),
     (lambda: OneCycle(0.1, 100, pct_start=1.2), r"pct_start must be in \(0, 1\)"),
     (lambda: OneCycle(0.1, 5, pct_start=0.2), "pct_start \\* total must be > 1"),
     (lambda: OneCycle(0.1, 100, anneal="cosine"), "anneal must be one of"),
@@ -186,12 +186,12 @@ def test_join_starts_each_schedule_from_its_own_zero():
     (lambda: Piecewise([(5, 0.1), (10, 0.2)]), "first point must be at t = 0"),
     (lambda: Piecewise([(0, 0.1), (10, 0.2), (5, 0.3)]), "must not decrease"),
     (lambda: Piecewise([(0, 0.1), (5, 0.2), (5, 0.3), (5, 0.4)]), "at most two points"),
-    (lambda: Piecewise([(0, 0.1), (5, -0.2)]), r"points\[1\] lr must be >= 0"),
+    (lambda: Piecewise([(0, 0.1), (5, -0.2)]), r"points\[1\] lr must be a finite number >= 0"),
     (lambda: Piecewise([(0, 0.0)]), "at least one point needs an LR > 0"),
     (lambda: Join([Constant(0.1), Constant(0.2)], boundaries=[]), "one number fewer"),
     (lambda: Join([Constant(0.1), Constant(0.2, unit="sample")], boundaries=[5]), "share one unit"),
     (lambda: Constant(0.1, unit="epoch"), "unit must be one of"),
-    (lambda: S.to_samples(Constant(0.1), 0), "batch_size must be a positive integer"),
+    (lambda: S.to_samples(Constant(0.1), 0), "batch_size must be an integer >= 1"),
     (lambda: S.to_samples(Constant(0.1, unit="sample"), 32), "already counts samples"),
     (lambda: S.samples_to_steps(-1, 32), "samples must be an integer >= 0"),
 ])
@@ -310,7 +310,7 @@ def test_step_indexed_lr_does_depend_on_the_batch_size():
 def test_lr_trajectory_validates():
     with pytest.raises(ValueError, match="at least one batch size"):
         S.lr_trajectory(Constant(0.1), [])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         S.lr_trajectory(Constant(0.1), [32, 0])
 
 
@@ -424,7 +424,7 @@ def test_sample_mode_refuses_step_and_bad_counts():
     with pytest.raises(RuntimeError, match="advance"):
         scheduler.step()
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
             scheduler.advance(bad)
 
 

@@ -229,3 +229,32 @@ def test_markdown_filter_curves_and_plot(result, tmp_path):
     assert len(ax.lines) == 2
     with pytest.raises(ValueError, match="band"):
         result.plot(band="iqr")
+
+
+def test_the_sweep_shares_fit_s_progress_switch_and_optimizer_table(task, monkeypatch):
+    import tqdm.auto
+
+    from lrlab import training
+
+    made = []
+
+    class FakeBar:
+        def __init__(self, *args, total=None, **kwargs):
+            made.append(total)
+
+        def update(self, k):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    per_epoch = 25  # 800 rows / 32
+    at_limit = training.PROGRESS_AUTO_STEPS // per_epoch
+    S.run_sweep(["constant"], [0.1], [0], task=task, epochs=at_limit, progress="auto")
+    assert made == []
+    S.run_sweep(["constant"], [0.1], [0], task=task, epochs=at_limit + 1, progress="auto")
+    assert made == [(at_limit + 1) * per_epoch]
+    assert S.OPTIMIZERS is training.OPTIMIZERS and S.PROGRESS_AUTO_STEPS == training.PROGRESS_AUTO_STEPS
+    with pytest.raises(ValueError, match="progress must be True, False or 'auto'"):
+        S.run_sweep(["constant"], [0.1], [0], task=task, epochs=1, progress="yes")

@@ -14,14 +14,19 @@ from torch import nn
 from lrlab.data import bayes_accuracy, load_task
 from lrlab.models import MLP
 from lrlab.training import (
+    HOOKS,
+    OPTIMIZERS,
     PROGRESS_AUTO_STEPS,
     Callback,
     Recipe,
+    StopTraining,
     Trace,
     accuracy_from_logits,
     default_recipe,
     evaluate,
     fit,
+    is_divergent,
+    make_optimizer,
     observe,
     run_recipe,
     train_one_epoch,
@@ -482,3 +487,200 @@ def test_recipe_validation_and_replace():
     assert isinstance(Recipe(optimizer="adam").make_optimizer(model), torch.optim.Adam)
     _, trace = run_recipe(1, epochs=1, hidden=8, device="cpu", progress=False)
     assert trace.config["recipe"]["hidden"] == 8 and trace.config["seed"] == 1
+
+
+# --------------------------------------------------------------------------------------------- stopping early
+class StopAt(Callback):
+    """Raises StopTraining in one hook, at one global step (or epoch), and logs every hook call."""
+
+    def __init__(self, hook, at):
+        self.hook, self.at, self.calls = hook, at, []
+
+    def _maybe(self, hook, where):
+        self.calls.append((hook, where))
+        if hook == self.hook and where == self.at:
+            raise StopTraining(f"asked in {hook} at {where}")
+
+    def on_train_begin(self, model, trace):
+        self._maybe("on_train_begin", 0)
+
+    def before_batch(self, model, step):
+        self._maybe("before_batch", step)
+
+    def after_loss(self, model, step, loss):
+        assert math.isfinite(loss)
+        self._maybe("after_loss", step)
+
+    def after_backward(self, model, step):
+        self._maybe("after_backward", step)
+
+    def after_step(self, model, step, record):
+        assert record["step"] == step
+        self._maybe("after_step", step)
+
+    def on_epoch_end(self, epoch, record, trace):
+        self._maybe("on_epoch_end", epoch)
+
+    def on_train_end(self, model, trace):
+        self.calls.append(("on_train_end", None))
+
+
+def test_callback_hooks_run_in_the_documented_order(task):
+    spy = StopAt(None, None)
+    model = MLP(seed=0)
+    fit(model, task, _sgd(model), 1, callbacks=[spy], progress=False)
+    names = [h for h, _ in spy.calls]
+    assert names[:6] == ["on_train_begin", "before_batch", "after_loss", "after_backward", "after_step",
+                         "before_batch"]
+    assert names[-2:] == ["on_epoch_end", "on_train_end"]
+    assert [h for h in HOOKS if h in names] == list(HOOKS)
+
+
+def _fit_stopping(task, hook, at, epochs=3):
+    task = load_task(0)  # a fresh loader: the same batches in the same order for every run
+    model = MLP(seed=0)
+    cb = StopAt(hook, at)
+    trace = fit(model, task, _sgd(model), epochs, callbacks=[cb], progress=False)
+    return model, trace, cb
+
+
+def test_stop_after_a_step_keeps_that_step_and_no_more(task):
+    model, trace, cb = _fit_stopping(task, "after_step", 7)
+    assert trace.stopped and not trace.diverged
+    assert [s["step"] for s in trace.steps] == list(range(8))
+    assert trace.stopped_at == {"epoch": 1, "step": 8, "samples": 8 * 32, "hook": "after_step",
+                                "reason": "asked in after_step at 7"}
+    assert len(trace.epochs) == 1 and trace.final["stopped"] and trace.final["steps"] == 8
+    assert math.isfinite(trace.final["test_acc"])  # the cut epoch is evaluated
+    assert "Stopped by a callback in after_step" in trace.message and "asked in after_step at 7" in trace.message
+    assert cb.calls[-1] == ("on_train_end", None)
+    assert ("before_batch", 8) not in cb.calls
+
+
+@pytest.mark.parametrize("hook", ["before_batch", "after_loss", "after_backward"])
+def test_stop_before_the_update_leaves_that_batch_unapplied(task, hook):
+    model, trace, _ = _fit_stopping(task, hook, 7)
+    assert len(trace.steps) == 7 and trace.stopped_at["step"] == 7 and trace.stopped_at["hook"] == hook
+    # bit for bit the weights of a run that stopped right after step 6
+    reference, ref_trace, _ = _fit_stopping(task, "after_step", 6)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), reference.parameters(), strict=True))
+    assert trace.final["train_loss"] == ref_trace.final["train_loss"]
+
+
+def test_stop_at_an_epoch_end_and_at_the_start_of_an_epoch(task):
+    _, trace, _ = _fit_stopping(task, "on_epoch_end", 2)
+    assert len(trace.epochs) == 2 and len(trace.steps) == 50 and "stopped" not in trace.final
+    assert trace.stopped_at["hook"] == "on_epoch_end" and trace.stopped_at["epoch"] == 2
+    # asked before the first step of epoch 2: epoch 2 took no step and gets no record
+    _, trace, _ = _fit_stopping(task, "before_batch", 25)
+    assert len(trace.epochs) == 1 and len(trace.steps) == 25
+    assert trace.stopped_at == {"epoch": 2, "step": 25, "samples": 800, "hook": "before_batch",
+                                "reason": "asked in before_batch at 25"}
+
+
+def test_stop_in_on_train_begin_takes_no_step_and_a_stopped_trace_continues(task):
+    model, trace, cb = _fit_stopping(task, "on_train_begin", 0)
+    assert trace.stopped and trace.steps == [] and trace.epochs == []
+    assert [h for h, _ in cb.calls] == ["on_train_begin", "on_train_end"]
+    assert "Stopped by a callback in on_train_begin" in trace.message
+    model, trace, _ = _fit_stopping(task, "after_step", 30)
+    trace = fit(model, task, _sgd(model), 1, progress=False, trace=trace)
+    assert not trace.stopped and trace.stopped_at is None and len(trace.epochs) == 3
+    assert [s["step"] for s in trace.steps] == list(range(31 + 25))
+    assert trace.message.startswith("Finished 3 epochs")
+
+
+def test_divergence_is_one_policy_stops_reports_and_loses_no_exception(task):
+    assert is_divergent(float("nan")) and is_divergent(float("inf")) and is_divergent(-math.inf)
+    assert not is_divergent(1e30) and not is_divergent(0.0)
+
+    class NanFromStep3(nn.Module):
+        def forward(self, logits, y):
+            self.calls = getattr(self, "calls", 0) + 1
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+            return loss * math.inf if self.calls >= 4 else loss
+
+    model = MLP(seed=0)
+    cb = StopAt(None, None)
+    trace = fit(model, task, _sgd(model), 2, loss_fn=NanFromStep3(), callbacks=[cb], progress=False)
+    assert trace.diverged and not trace.stopped and trace.diverged_at["step"] == 3
+    assert not any(h == "after_loss" and at == 3 for h, at in cb.calls)  # callbacks never see the bad loss
+    assert cb.calls[-1] == ("on_train_end", None) and trace.message.startswith("Diverged")
+    # a real error inside a hook is not taken for a stop or a divergence: it propagates, bar closed
+    closed = []
+
+    class Bar:
+        def update(self, k):
+            pass
+
+        def close(self):
+            closed.append(True)
+
+    class Broken(Callback):
+        def after_step(self, model, step, record):
+            if step == 2:
+                raise RuntimeError("bug in a callback")
+
+    import tqdm.auto
+
+    original = tqdm.auto.tqdm
+    tqdm.auto.tqdm = lambda *a, **k: Bar()
+    try:
+        with pytest.raises(RuntimeError, match="bug in a callback"):
+            fit(MLP(seed=0), task, _sgd(model), 1, callbacks=[Broken()], progress=True)
+    finally:
+        tqdm.auto.tqdm = original
+    assert closed == [True]
+
+
+def test_a_shared_progress_bar_is_updated_not_closed(task):
+    class Bar:
+        n, closed = 0, False
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    bar = Bar()
+    model = MLP(seed=0)
+    fit(model, task, _sgd(model), 1, progress=bar)
+    fit(model, task, _sgd(model), 1, progress=bar)
+    assert bar.n == 50 and not bar.closed
+
+
+def test_batch_loss_trains_on_batches_that_are_not_pairs(task):
+    model = MLP(seed=0)
+    triples = [(x, y, torch.ones(len(y))) for x, y in task.train]
+
+    def weighted(model, batch):
+        x, y, w = batch
+        return (nn.functional.binary_cross_entropy_with_logits(model(x), y, reduction="none") * w).mean()
+
+    trace = fit(model, (triples, None), _sgd(model), 2, batch_loss=weighted, device="cpu", progress=False)
+    reference = MLP(seed=0)
+    pairs = [(x, y) for x, y, _ in triples]
+    ref = fit(reference, (pairs, None), _sgd(reference), 2, device="cpu", progress=False)
+    assert trace.samples == 1600 and math.isnan(trace.final["test_acc"])
+    assert [s["loss"] for s in trace.steps] == pytest.approx([s["loss"] for s in ref.steps])
+    with pytest.raises(ValueError, match="batch_loss must be a function"):
+        fit(model, (triples, None), _sgd(model), 1, batch_loss="mean", progress=False)
+
+
+def test_make_optimizer_is_the_one_optimizer_table():
+    model = MLP(seed=0)
+    assert OPTIMIZERS == ("sgd", "adam", "adamw")
+    assert isinstance(make_optimizer("adamw", model.parameters(), 0.01), torch.optim.AdamW)
+    sgd = make_optimizer("sgd", model.parameters(), 0.1, momentum=0.9)
+    assert sgd.param_groups[0]["momentum"] == 0.9
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('sgd', 'adam', 'adamw'\), got 'rmsprop'"):
+        make_optimizer("rmsprop", model.parameters(), 0.1)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got True \(bool\)"):
+        make_optimizer("sgd", model.parameters(), True)
+    with pytest.raises(ValueError, match="momentum and nesterov apply to 'sgd' only"):
+        make_optimizer("adam", model.parameters(), 0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="at least one parameter"):
+        make_optimizer("sgd", [], 0.1)
+    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1, got True \(bool\)"):
+        Recipe(epochs=True)

@@ -23,7 +23,7 @@ def explorer():
 
 def test_it_is_a_widget_showing_dropdown_controls_and_a_png(explorer):
     assert isinstance(explorer, W.VBox)
-    assert explorer.dropdown.options == tuple(LW.STRATEGIES)
+    assert explorer.dropdown.options == tuple(LW.SCHEDULE_PRESETS)
     assert explorer.strategy == "cosine"
     assert set(explorer.controls) == {"lr", "total", "floor_frac"}
     assert list(explorer.controls_box.children) == list(explorer.controls.values())
@@ -60,7 +60,7 @@ def test_switching_strategy_rebuilds_the_controls_and_keeps_shared_values(explor
     assert explorer.schedule.shape == "1-sqrt" and not np.array_equal(y_lin, y_sqrt)
 
 
-@pytest.mark.parametrize("name", list(LW.STRATEGIES))
+@pytest.mark.parametrize("name", list(LW.SCHEDULE_PRESETS))
 def test_every_strategy_draws_with_its_defaults(name):
     ex = LW.schedule_explorer(name)
     x, y = ex.curve()

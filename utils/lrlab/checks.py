@@ -9,6 +9,8 @@ Test cells of the course call these instead of bare ``assert``. A failure raises
     Hint: the first step already trains, so its LR must be above 0.
 
 Passing cells end with :func:`passed`, which prints one line the learner can look for.
+
+imports: nothing from lrlab (numpy and torch only).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ or, all at once, ``task = load_task(seed=0)``.
 
 Why split before normalizing? The test rows stand for data the model has never seen. If the mean and
 standard deviation come from all 1000 rows, 200 test rows have shaped the preprocessing: information
-flowed from the test set into training. :func:`leakage_report` measures how much, with numbers.
+flowed from the test set into training. :func:`lrlab.leakage.leakage_report` measures how much, with numbers.
 
 How the data is made (:func:`make_classification`)
 ---------------------------------------------------
@@ -29,6 +29,8 @@ How the data is made (:func:`make_classification`)
   standardization undoes).
 * Finally a fraction ``label_noise`` of the labels is flipped at random. No model can predict a coin
   flip, so accuracy has an honest ceiling: :func:`bayes_accuracy` computes it.
+
+imports: args.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lrlab.args import check_bool, check_int, check_real
+
 __all__ = [
     "BatchedTensorDataset",
-    "LeakageReport",
     "Standardizer",
     "Task",
     "bayes_accuracy",
@@ -52,7 +55,6 @@ __all__ = [
     "check_features",
     "check_labels",
     "keep_batch",
-    "leakage_report",
     "load_task",
     "make_classification",
     "make_loaders",
@@ -72,18 +74,12 @@ BATCH_SIZE = 32
 
 # --------------------------------------------------------------------------------------------- validation
 def _int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high]; a ValueError that says the allowed range otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
+    """``value`` as an int in [low, high] (:func:`lrlab.args.check_int`)."""
+    return check_int(value, name, low=low, high=high)
 
 
 def _seed(seed: Any) -> int:
-    return _int(seed, "seed", 0, 2**63 - 1)
+    return check_int(seed, "seed", low=0, high=2**63 - 1)
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -325,9 +321,7 @@ class Standardizer:
     """
 
     def __init__(self, eps: float = 1e-12) -> None:
-        if not (isinstance(eps, int | float) and not isinstance(eps, bool)) or not eps >= 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_real(eps, "eps", low=0, hint="what counts as a constant feature's standard deviation")
         self.mean_: torch.Tensor | None = None
         self.std_: torch.Tensor | None = None
         self.constant_features_: list[int] = []
@@ -432,8 +426,7 @@ def make_loaders(
         )
     batch_size = _int(batch_size, "batch_size", 1)
     test_batch_size = _int(256 if test_batch_size is None else test_batch_size, "test_batch_size", 1)
-    if not isinstance(drop_last, bool):
-        raise ValueError(f"drop_last must be True or False, got {drop_last!r}")
+    check_bool(drop_last, "drop_last")
     if drop_last and batch_size > len(X_train):
         raise ValueError(
             f"with drop_last=True, batch_size ({batch_size}) must be <= the number of training rows "
@@ -523,112 +516,3 @@ def load_task(
         "bayes_loss": bayes_loss(class_sep, label_noise),
     }
     return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info)
-
-
-# --------------------------------------------------------------------------------------------- leakage
-@dataclass
-class LeakageReport:
-    """What normalizing before the split (the tutorial's order) leaks, measured.
-
-    Statistics (in units of the training rows' standard deviation, per feature):
-
-    * ``mean_gap``: largest |mean of all rows - mean of training rows| over features;
-      ``std_ratio``: largest std(all rows) / std(training rows) (or its inverse) over features.
-    * ``test_share``: the fraction of the rows behind the leaky statistics that are test rows.
-    * ``influence``: how far the leaky mean moves (in training standard deviations) when every test
-      row moves by one training standard deviation: exactly ``test_share``; the clean mean does not move.
-
-    ``accuracy`` maps each way of standardizing to the test accuracy of the same model trained on the
-    same rows: ``"train statistics"`` (correct), ``"all rows (normalize, then split)"`` (the tutorial)
-    and ``"test statistics for the test rows"`` (another common mistake). ``shift`` is how far the test
-    rows were moved (in training standard deviations, along every feature) to imitate data that drifts
-    after training; with ``shift=0`` the rows are i.i.d. and the accuracies barely differ.
-    """
-
-    n_train: int
-    n_test: int
-    shift: float
-    mean_gap: float
-    std_ratio: float
-    test_share: float
-    influence: float
-    accuracy: dict[str, float]
-
-    def table(self) -> str:
-        lines = [
-            f"rows: {self.n_train} train + {self.n_test} test, test rows shifted by {self.shift:g} std",
-            f"largest gap between the leaky and the clean mean : {self.mean_gap:.4f} train std",
-            f"largest ratio between the leaky and the clean std: {self.std_ratio:.4f}",
-            f"share of test rows inside the leaky statistics   : {self.test_share:.1%}",
-            f"leaky mean moves per 1 std move of the test rows : {self.influence:.3f} std (clean: 0)",
-        ]
-        if self.accuracy:
-            lines.append("test accuracy by standardization:")
-            lines += [f"  {name:<36s} {acc:.3f}" for name, acc in self.accuracy.items()]
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + self.table() + "</pre>"
-
-
-def _fit_accuracy(
-    X_tr: torch.Tensor, y_tr: torch.Tensor, X_te: torch.Tensor, y_te: torch.Tensor, seed: int, epochs: int
-) -> float:
-    from lrlab.models import MLP  # imported here: models and training build on this module
-    from lrlab.training import default_recipe, fit
-
-    recipe = default_recipe()
-    loaders = make_loaders(X_tr, y_tr, X_te, y_te, batch_size=recipe.batch_size, seed=seed)
-    model = MLP(X_tr.shape[1], hidden=recipe.hidden, seed=seed)
-    trace = fit(model, loaders, recipe.make_optimizer(model), epochs, device="cpu", progress=False)
-    return float(trace.final["test_acc"])
-
-
-def leakage_report(
-    X: Any,
-    y: Any,
-    n_train: int = N_TRAIN,
-    seed: int = 0,
-    *,
-    shift: float = 0.0,
-    train: bool = True,
-    epochs: int = 10,
-) -> LeakageReport:
-    """Measure what "normalize, then split" leaks compared with "split, then normalize".
-
-    The split uses ``seed``; the test rows are then moved by ``shift`` training standard deviations
-    (0 = no drift). With ``train=True`` the same MLP (default recipe, ``epochs`` epochs, same seed) is
-    trained on each version of the data to compare test accuracies (a few tenths of a second each).
-    """
-    X = check_features(X)
-    y = check_labels(y, len(X))
-    shift = float(shift)
-    if not math.isfinite(shift):
-        raise ValueError(f"shift must be a finite number, got {shift!r}")
-    epochs = _int(epochs, "epochs", 1)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, n_train=n_train, seed=seed)
-    clean = Standardizer().fit(X_tr)
-    X_te = X_te + shift * clean.std_  # drift after training time (0 by default)
-    X_all = torch.cat([X_tr, X_te])
-    leaky = Standardizer().fit(X_all)
-    mean_gap = float(((leaky.mean_ - clean.mean_).abs() / clean.std_).max())
-    ratio = leaky.std_ / clean.std_
-    std_ratio = float(torch.maximum(ratio, 1 / ratio).max())
-    test_share = len(X_te) / len(X_all)
-    # Move every test row by one training std and refit: the leaky mean follows, the clean one cannot.
-    moved = Standardizer().fit(torch.cat([X_tr, X_te + clean.std_]))
-    influence = float(((moved.mean_ - leaky.mean_) / clean.std_).mean())
-    accuracy: dict[str, float] = {}
-    if train:
-        own = Standardizer().fit(X_te)
-        versions = {
-            "train statistics": (clean.transform(X_tr), clean.transform(X_te)),
-            "all rows (normalize, then split)": (leaky.transform(X_tr), leaky.transform(X_te)),
-            "test statistics for the test rows": (clean.transform(X_tr), own.transform(X_te)),
-        }
-        for name, (a, b) in versions.items():
-            accuracy[name] = _fit_accuracy(a, y_tr, b, y_te, seed, epochs)
-    return LeakageReport(len(X_tr), len(X_te), shift, mean_gap, std_ratio, test_share, influence, accuracy)

@@ -1,4 +1,7 @@
-"""Device choice and seeding, the first thing every notebook does."""
+"""Device choice and seeding, the first thing every notebook does.
+
+imports: args.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import random
 
 import numpy as np
 import torch
+
+from lrlab.args import check_int
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,11 +49,7 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random generators (CPU and every GPU)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    seed = int(seed)
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1, hint="NumPy's generator takes seeds below 2**32")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -67,9 +68,7 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
     dev = pick_device(device)
     seed_everything(seed)
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check_int(threads, "threads", low=1, hint="or None to leave PyTorch's choice"))
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     return dev
 

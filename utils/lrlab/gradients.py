@@ -26,6 +26,8 @@ per-sample gradients ``g_i``. Its expectation is ``G`` and its covariance is ``Î
 When ``B`` is much smaller than ``B_simple`` the noise term dominates: a step mostly follows noise, and a
 smaller learning rate (or a larger batch) is needed. Early in training gradients are large *and* vary a lot
 between batches, which is one reason a warmup helps.
+
+imports: args, training (GradientTracker is a training callback).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrlab.args import check_int
 from lrlab.training import Callback
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -83,12 +86,6 @@ __all__ = [
 def _check_module(model: Any, what: str = "model") -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -194,7 +191,7 @@ class GradientTracker(Callback):
         keep_steps: bool = True,
     ) -> None:
         _check_module(model)
-        self.every = _check_int(every, "every", 1)
+        self.every = check_int(every, "every", low=1)
         self.keep_steps = bool(keep_steps)
         named = dict(model.named_parameters())
 
@@ -354,10 +351,8 @@ class GradientTracker(Callback):
         ``step`` is the 0-based global step; only every ``every``-th step is recorded. A tracked parameter
         without a gradient this step (``p.grad is None``) counts as a zero gradient.
         """
-        if type(step) is not int and (isinstance(step, bool) or not isinstance(step, np.integer)):
-            raise ValueError(f"step must be a non-negative integer (0-based global step), got {step!r}")
-        if step < 0:
-            raise ValueError(f"step must be a non-negative integer (0-based global step), got {step!r}")
+        if type(step) is not int or step < 0:  # the common case costs one type check per step
+            step = check_int(step, "step", low=0, hint="the 0-based global step")
         if step % self.every:
             return
         if model is not self._model:
@@ -466,7 +461,7 @@ def per_sample_grads(
     _check_module(model)
     _check_batch(X, y)
     if chunk_size is not None:
-        chunk_size = _check_int(chunk_size, "chunk_size", 1)
+        chunk_size = check_int(chunk_size, "chunk_size", low=1)
     loss_fn = _default_loss if loss_fn is None else loss_fn
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable(output, target) -> loss, got {type(loss_fn).__name__}")
@@ -727,7 +722,7 @@ def gradient_noise(
     """
     _check_module(model)
     _check_batch(X, y)
-    chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
     if X.shape[0] < 2:
         raise ValueError(f"gradient_noise needs at least 2 samples to estimate a variance, got {X.shape[0]}")
     n = 0
@@ -787,8 +782,8 @@ def two_batch_noise_scale(
     averaged here first). Their ratio ``B_simple`` is only consistent, so average many batches *before*
     dividing; it is ``inf`` when the ``|G|Â²`` estimate is not positive.
     """
-    b_small = _check_int(b_small, "b_small", 1)
-    b_big = _check_int(b_big, "b_big", 1)
+    b_small = check_int(b_small, "b_small", low=1)
+    b_big = check_int(b_big, "b_big", low=1)
     if b_small >= b_big:
         raise ValueError(f"b_small ({b_small}) must be smaller than b_big ({b_big})")
     s = float(np.mean(np.asarray(sq_norm_small, dtype=float)))
@@ -820,8 +815,8 @@ def batch_gradient_sq_norms(
     """
     _check_module(model)
     _check_batch(X, y)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    repeats = _check_int(repeats, "repeats", 1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    repeats = check_int(repeats, "repeats", low=1)
     if not replace and batch_size > X.shape[0]:
         raise ValueError(f"batch_size ({batch_size}) must be <= the {X.shape[0]} samples when replace=False")
     loss_fn = _default_loss if loss_fn is None else loss_fn

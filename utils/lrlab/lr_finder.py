@@ -28,19 +28,24 @@ Four details decide whether the test is useful on noisy mini-batch losses:
 The model **and** the optimizer are restored afterwards (parameters, gradients, momentum buffers,
 Adam moments, LRs, and the global torch RNG), so the range test can be run on the very model you
 are about to train. The suggestion rules are compared in :func:`suggest_lr`.
+
+imports: args, training (the range test runs on fit).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from lrlab.args import check_choice, check_instance, check_int, check_real
+from lrlab.training import Callback, StopTraining, Trace, fit
 
 MODES = ("exp", "linear")
 RULES = ("descent", "steepest", "min/10")
@@ -56,26 +61,22 @@ def lr_sweep(lr_min: float, lr_max: float, num_steps: int, mode: str = "exp") ->
     use it only to zoom into a range you already know.
     """
     _check_range(lr_min, lr_max)
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"num_steps must be an integer >= 2 (LRs to try), got {num_steps!r}")
+    check_int(num_steps, "num_steps", low=2, hint="LRs to try")
+    check_choice(mode, "mode", MODES)
     if mode == "exp":
-        return np.geomspace(lr_min, lr_max, num_steps)
-    if mode == "linear":
-        return np.linspace(lr_min, lr_max, num_steps)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return np.geomspace(lr_min, lr_max, int(num_steps))
+    return np.linspace(lr_min, lr_max, int(num_steps))
 
 
 def _check_range(lr_min: float, lr_max: float) -> None:
     for name, v in (("lr_min", lr_min), ("lr_max", lr_max)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        check_real(v, name, low=0, low_open=True, hint="a positive learning rate")
     if not lr_min < lr_max:
         raise ValueError(f"lr_min ({lr_min}) must be smaller than lr_max ({lr_max})")
 
 
 def _check_beta(beta: float) -> None:
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 <= beta < 1:
-        raise ValueError(f"beta must be in [0, 1) (0 = no smoothing, 0.98 = about 50 steps), got {beta!r}")
+    check_real(beta, "beta", low=0, high=1, high_open=True, hint="0 = no smoothing, 0.98 = about 50 steps")
 
 
 def ema_update(avg: float, loss: float, beta: float, n: int) -> tuple[float, float]:
@@ -90,8 +91,7 @@ def ema_update(avg: float, loss: float, beta: float, n: int) -> tuple[float, flo
     the loss for ``beta = 0.9`` -- and the early curve would look like a steep climb from near 0.
     """
     _check_beta(beta)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be the 1-based count of losses seen so far (>= 1), got {n!r}")
+    check_int(n, "n", low=1, hint="the 1-based count of losses seen so far")
     new_avg = beta * float(avg) + (1.0 - beta) * float(loss)
     return new_avg, new_avg / (1.0 - beta**n)
 
@@ -119,10 +119,7 @@ def should_stop(smoothed: float, best: float, stop_factor: float = 4.0) -> bool:
     Both arguments are *smoothed* losses (``best`` is the lowest smoothed loss after the burn-in).
     A non-finite smoothed loss always stops. Assumes losses are positive (cross-entropy, MSE).
     """
-    if isinstance(stop_factor, bool) or not isinstance(stop_factor, int | float) or not stop_factor > 1:
-        raise ValueError(
-            f"stop_factor must be a number > 1 (e.g. 4 = four times the best loss), got {stop_factor!r}"
-        )
+    check_real(stop_factor, "stop_factor", low=1, low_open=True, hint="e.g. 4 = four times the best loss")
     if not math.isfinite(smoothed):
         return True
     return smoothed > stop_factor * best
@@ -137,8 +134,7 @@ def stop_index(
     loss stops at once; from step ``burn_in`` on, track the best smoothed loss and stop at the first
     step whose smoothed loss exceeds ``stop_factor`` x that best (:func:`should_stop`).
     """
-    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-        raise ValueError(f"burn_in must be a non-negative integer (steps to skip), got {burn_in!r}")
+    burn_in = check_int(burn_in, "burn_in", low=0, hint="steps to skip")
     raw = np.asarray(losses, dtype=float)
     smoothed = smooth_losses(raw, beta)
     best = math.inf
@@ -292,16 +288,6 @@ class RangeTestResult:
 
 
 # --------------------------------------------------------------------------- the test
-def _cycle(loader: Iterable) -> Iterable:
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("the loader yielded no batches")
-
-
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {
         "model": copy.deepcopy(model.state_dict()),
@@ -322,6 +308,59 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, snap: dict[str,
     torch.set_rng_state(snap["rng"])
     if snap["cuda_rng"] is not None:
         torch.cuda.set_rng_state_all(snap["cuda_rng"])
+
+
+class RangeTestCallback(Callback):
+    """The range test as a :func:`lrlab.training.fit` callback: one LR per step, smoothing, stopping.
+
+    ``before_batch`` sets step ``i``'s LR ``lrs[i]`` on every parameter group; ``after_loss`` records the
+    raw loss and its bias-corrected average and raises :class:`~lrlab.training.StopTraining` (before
+    the step is applied) once :func:`should_stop` says so after the burn-in; ``after_step`` ends the run
+    after the last LR. A NaN/inf loss is left to fit's divergence rule; :meth:`record_divergence`
+    then adds it to the curve.
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, lrs: np.ndarray, beta: float, stop_factor: float, burn_in: int
+    ) -> None:
+        self.optimizer, self.lrs = optimizer, lrs
+        self.beta, self.stop_factor, self.burn_in = beta, stop_factor, burn_in
+        self.losses: list[float] = []
+        self.smoothed: list[float] = []
+        self.avg, self.best = 0.0, math.inf
+        self.stopped, self.reason = False, f"reached lr_max = {float(lrs[-1]):g}"
+
+    def before_batch(self, model: nn.Module, step: int) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.lrs[step])
+
+    def _add(self, loss: float) -> float:
+        self.losses.append(loss)
+        self.avg, smoothed = ema_update(self.avg, loss if math.isfinite(loss) else math.inf, self.beta,
+                                        len(self.losses))
+        self.smoothed.append(smoothed)
+        return smoothed
+
+    def after_loss(self, model: nn.Module, step: int, loss: float) -> None:
+        s = self._add(loss)
+        if step >= self.burn_in:
+            self.best = min(self.best, s)
+            if should_stop(s, self.best, self.stop_factor):
+                self.stopped = True
+                self.reason = (f"smoothed loss {s:.3g} > {self.stop_factor:g} x best {self.best:.3g} "
+                               f"at lr = {self.lrs[step]:.3g}")
+                raise StopTraining(self.reason)
+
+    def after_step(self, model: nn.Module, step: int, record: dict) -> None:
+        if step + 1 >= len(self.lrs):
+            raise StopTraining(self.reason)
+
+    def record_divergence(self, trace: Trace) -> None:
+        """Add the NaN/inf loss at which fit stopped (if it did) to the curve."""
+        if trace.diverged and trace.diverged_at is not None:
+            at = trace.diverged_at
+            self._add(float(at["loss"]))
+            self.stopped, self.reason = True, f"the loss became {at['loss']} at lr = {at['lr']:.3g}"
 
 
 def lr_range_test(
@@ -349,66 +388,46 @@ def lr_range_test(
     exactly as they were. ``train_loader`` may also be a task with a ``.train`` loader.
     Batches are moved to the device of the model's parameters. ``loss_fn`` defaults to
     ``BCEWithLogitsLoss`` (the course's binary task: logits of shape [N], targets 0/1).
+
+    It runs on :func:`lrlab.training.fit` with a :class:`RangeTestCallback` (so a NaN/inf loss is
+    handled by fit's one divergence rule), for as many epochs as ``num_steps`` batches need.
     """
     lrs = lr_sweep(lr_min, lr_max, num_steps, mode)
     _check_beta(beta)
     should_stop(1.0, 1.0, stop_factor)  # validates stop_factor
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or not 0 <= burn_in < num_steps - 2:
-        raise ValueError(
-            f"burn_in must be an integer in [0, num_steps - 3] = [0, {num_steps - 3}], got {burn_in!r}"
-        )
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    check_choice(rule, "rule", RULES)
+    burn_in = check_int(burn_in, "burn_in", low=0, high=num_steps - 3, hint="steps to skip, at most num_steps - 3")
+    check_instance(model, "model", nn.Module, "a torch.nn.Module")
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch.optim.Optimizer")
     loader = getattr(train_loader, "train", train_loader)
     if not hasattr(loader, "__iter__"):
         raise ValueError(
             f"train_loader must be an iterable of (x, y) batches or have a .train loader, "
             f"got {type(train_loader).__name__}"
         )
-    loss_fn = loss_fn or nn.BCEWithLogitsLoss()
-    first = next(iter(model.parameters()), None)
-    if first is None:
+    if next(iter(model.parameters()), None) is None:
         raise ValueError("the model has no parameters to train")
-    device = first.device
+    batch_loss = None
+    if loss_fn is not None:
+        def batch_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+            x, y = batch
+            return loss_fn(model(x), y)
 
-    snap = _snapshot(model, optimizer) if restore else None
-    losses: list[float] = []
-    smoothed: list[float] = []
-    avg, best = 0.0, math.inf
-    stopped, reason = False, f"reached lr_max = {lr_max:g}"
-    model.train()
     try:
-        batches = iter(_cycle(loader))
-        for i, lr in enumerate(lrs):
-            for group in optimizer.param_groups:
-                group["lr"] = float(lr)
-            x, y = next(batches)
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            value = float(loss.detach())
-            losses.append(value)
-            avg, s = ema_update(avg, value if math.isfinite(value) else math.inf, beta, i + 1)
-            smoothed.append(s)
-            if not math.isfinite(value):
-                stopped, reason = True, f"the loss became {value} at lr = {lr:.3g}"
-                break
-            if i >= burn_in:
-                best = min(best, s)
-                if should_stop(s, best, stop_factor):
-                    stopped = True
-                    reason = f"smoothed loss {s:.3g} > {stop_factor:g} x best {best:.3g} at lr = {lr:.3g}"
-                    break
-            loss.backward()
-            optimizer.step()
+        per_epoch = len(loader)
+    except TypeError:
+        per_epoch = 0
+    epochs = math.ceil(num_steps / per_epoch) if per_epoch else num_steps
+    test = RangeTestCallback(optimizer, lrs, beta, stop_factor, burn_in)
+    snap = _snapshot(model, optimizer) if restore else None
+    try:
+        trace = fit(model, (loader, None), optimizer, epochs, batch_loss=batch_loss, device=None,
+                    callbacks=[test], progress=False)
     finally:
         if snap is not None:
             _restore(model, optimizer, snap)
-    n = len(losses)
+    test.record_divergence(trace)
+    n = len(test.losses)
     if n - burn_in < 3:
         raise ValueError(
             f"the range test stopped after {n} steps, too few to read past a burn-in of {burn_in}: "
@@ -416,11 +435,11 @@ def lr_range_test(
         )
     return RangeTestResult(
         lrs=lrs[:n].copy(),
-        losses=np.array(losses),
-        smoothed=np.array(smoothed),
+        losses=np.array(test.losses),
+        smoothed=np.array(test.smoothed),
         burn_in=burn_in,
-        stopped_early=stopped,
-        stop_reason=reason,
+        stopped_early=test.stopped,
+        stop_reason=test.reason,
         rule=rule,
         settings={
             "lr_min": lr_min,

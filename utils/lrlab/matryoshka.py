@@ -61,6 +61,8 @@ with ``optimizer="adam"`` and the per-block update sizes it records show this ca
 
 The block statistics (mean ``|g|`` of rows ``[0:96]`` and ``[96:192]``, variance over ``[0:192]``) are
 collected by :func:`make_block_tracker`.
+
+imports: args, tables, device, gradients, training (its runs train on fit).
 """
 
 from __future__ import annotations
@@ -76,8 +78,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrlab.args import check_choice, check_int, check_real
 from lrlab.device import pick_device, seed_everything
 from lrlab.gradients import GradientTracker
+from lrlab.tables import format_table
+from lrlab.training import Callback, Trace, fit, progress_bar
+from lrlab.training import make_optimizer as _make_torch_optimizer
 
 DIMS: tuple[int, ...] = (192, 96, 48)
 """The nested prefix sizes of the course's projection, largest first."""
@@ -85,10 +91,9 @@ DIMS: tuple[int, ...] = (192, 96, 48)
 N_FEATURES = 384
 """Input size of the synthetic retrieval task (a stand-in for a frozen backbone's embedding)."""
 
-OPTIMIZERS = ("sgd", "adam")
-
 __all__ = [
-    "DEFAULT_LR", "DIMS", "N_FEATURES", "OPTIMIZERS", "MatryoshkaEncoder", "MatryoshkaRun", "RetrievalTask",
+    "DEFAULT_LR", "DIMS", "N_FEATURES", "MatryoshkaEncoder", "MatryoshkaRun", "PairLoader", "RetrievalTask",
+    "UpdateTracker",
     "batches", "check_dims", "count_parameters", "evaluate_recall", "freeze", "info_nce", "loglog_slope",
     "make_block_tracker", "make_optimizer", "make_retrieval_task", "matryoshka_loss", "plot_block_ratio",
     "plot_gradient_figure", "plot_recall", "prefix_gradient_scaling", "projection_blocks", "recall_at_k",
@@ -101,22 +106,6 @@ __all__ = [
 # validation helpers
 # ----------------------------------------------------------------------------------------------------
 
-def _check_int(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_float(value: Any, name: str, low: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    bad = (value <= low) if strict else (value < low)
-    if bad or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-    return value
-
-
 def check_dims(dims: Sequence[int], full: int | None = None) -> tuple[int, ...]:
     """Validate nested prefix sizes and return them sorted largest first.
 
@@ -124,7 +113,7 @@ def check_dims(dims: Sequence[int], full: int | None = None) -> tuple[int, ...]:
     """
     if isinstance(dims, int | np.integer) or not isinstance(dims, Sequence) or len(dims) == 0:
         raise ValueError(f"dims must be a non-empty sequence of prefix sizes such as (192, 96, 48), got {dims!r}")
-    out = tuple(_check_int(d, "every prefix size in dims") for d in dims)
+    out = tuple(check_int(d, "every prefix size in dims", low=1) for d in dims)
     if len(set(out)) != len(out):
         raise ValueError(f"dims must not repeat a prefix size, got {tuple(dims)}")
     if full is not None and max(out) > full:
@@ -183,19 +172,19 @@ def make_retrieval_task(n_train: int = 2048, n_test: int = 2048, *, n_features: 
     them by reliability (what a short prefix should hold first), and suppresses the (large) nuisance
     directions that differ between the two views.
     """
-    n_train = _check_int(n_train, "n_train", 2)
-    n_test = _check_int(n_test, "n_test", 2)
-    n_features = _check_int(n_features, "n_features", 2)
-    n_factors = _check_int(n_factors, "n_factors")
-    n_nuisance = _check_int(n_nuisance, "n_nuisance", 0)
+    n_train = check_int(n_train, "n_train", low=2)
+    n_test = check_int(n_test, "n_test", low=2)
+    n_features = check_int(n_features, "n_features", low=2)
+    n_factors = check_int(n_factors, "n_factors", low=1)
+    n_nuisance = check_int(n_nuisance, "n_nuisance", low=0)
     if n_factors + n_nuisance > n_features:
         raise ValueError(f"n_factors + n_nuisance ({n_factors} + {n_nuisance}) must be <= n_features "
                          f"({n_features}): both live in orthogonal directions of the input space")
-    decay = _check_float(decay, "decay", 0.0, strict=False)
-    nuisance_scale = _check_float(nuisance_scale, "nuisance_scale", 0.0, strict=False)
-    view_noise = _check_float(view_noise, "view_noise", 0.0, strict=False)
-    noise = _check_float(noise, "noise", 0.0, strict=False)
-    _check_int(seed, "seed", 0)
+    decay = check_real(decay, "decay", low=0)
+    nuisance_scale = check_real(nuisance_scale, "nuisance_scale", low=0)
+    view_noise = check_real(view_noise, "view_noise", low=0)
+    noise = check_real(noise, "noise", low=0)
+    check_int(seed, "seed", low=0)
 
     gen = torch.Generator().manual_seed(int(seed))
     basis, _ = torch.linalg.qr(torch.randn(n_features, n_features, generator=gen))
@@ -229,8 +218,8 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
     In-batch negatives need full batches: a batch of 3 is an easier (and differently scaled)
     contrastive problem than a batch of 128.
     """
-    n = _check_int(n, "n")
-    batch_size = _check_int(batch_size, "batch_size", 2)
+    n = check_int(n, "n", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=2)
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) must be <= the number of training pairs ({n})")
     perm = torch.randperm(n, generator=generator)
@@ -243,7 +232,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
 
 def truncation_matrix(d_out: int, d_in: int) -> torch.Tensor:
     """The ``[I | 0]`` matrix of shape ``(d_out, d_in)``: applied to a vector it keeps its first d_out entries."""
-    d_out, d_in = _check_int(d_out, "d_out"), _check_int(d_in, "d_in")
+    d_out, d_in = check_int(d_out, "d_out", low=1), check_int(d_in, "d_in", low=1)
     if d_out > d_in:
         raise ValueError(f"a truncation keeps at most all coordinates: d_out ({d_out}) must be <= d_in ({d_in})")
     return torch.eye(d_out, d_in)
@@ -262,11 +251,11 @@ class MatryoshkaEncoder(nn.Module):
     def __init__(self, n_features: int = N_FEATURES, dims: Sequence[int] = DIMS, heads: bool = False,
                  seed: int | None = None):
         super().__init__()
-        n_features = _check_int(n_features, "n_features")
+        n_features = check_int(n_features, "n_features", low=1)
         self.dims = check_dims(dims)
         self.full = self.dims[0]
         if seed is not None:
-            torch.manual_seed(_check_int(seed, "seed", 0))
+            torch.manual_seed(check_int(seed, "seed", low=0))
         self.proj = nn.Linear(n_features, self.full, bias=False)
         self.heads = nn.ModuleDict()
         if heads:
@@ -343,7 +332,7 @@ def info_nce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05) -> tor
     if q.ndim != 2 or q.shape != d.shape or q.shape[0] < 2:
         raise ValueError(f"q and d must have the same shape (batch >= 2, dim), got {tuple(q.shape)} and "
                          f"{tuple(d.shape)}")
-    temperature = _check_float(temperature, "temperature")
+    temperature = check_real(temperature, "temperature", low=0, low_open=True)
     logits = F.normalize(q, dim=1) @ F.normalize(d, dim=1).T / temperature
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, target)
@@ -363,7 +352,7 @@ def matryoshka_loss(q: torch.Tensor, d: torch.Tensor, dims: Sequence[int] = DIMS
     if len(weights) != len(dims_given):
         raise ValueError(f"weights must have one entry per prefix size: {len(dims_given)} sizes {dims_given}, "
                          f"got {len(weights)} weights")
-    w = {dd: _check_float(wk, "every weight", 0.0, strict=False) for dd, wk in zip(dims_given, weights, strict=True)}
+    w = {dd: check_real(wk, "every weight", low=0) for dd, wk in zip(dims_given, weights, strict=True)}
     return sum(w[k] * info_nce(q[:, :k], d[:, :k], temperature) for k in dims_sorted)
 
 
@@ -376,7 +365,7 @@ def recall_at_k(q: torch.Tensor, d: torch.Tensor, k: int = 1, chunk: int = 1024)
     """
     if not isinstance(q, torch.Tensor) or not isinstance(d, torch.Tensor) or q.ndim != 2 or q.shape != d.shape:
         raise ValueError("q and d must be tensors of the same shape (n, dim)")
-    k = _check_int(k, "k")
+    k = check_int(k, "k", low=1)
     if k > d.shape[0]:
         raise ValueError(f"k ({k}) must be <= the number of documents ({d.shape[0]})")
     qn, dn = F.normalize(q.float(), dim=1), F.normalize(d.float(), dim=1)
@@ -411,7 +400,7 @@ def projection_blocks(full: int = 192, param: str = "proj.weight") -> dict[str, 
     Rows (dim 0 of ``W``, shape ``(out, in)``) are the *output coordinates*: row ``i`` produces embedding
     coordinate ``i``. A prefix loss of size d reaches rows ``[0:d]`` and no others.
     """
-    full = _check_int(full, "full", 2)
+    full = check_int(full, "full", low=2)
     half = full // 2
     return {f"[0:{half}]": (param, slice(0, half)), f"[{half}:{full}]": (param, slice(half, full)),
             f"[0:{full}]": (param, slice(0, full))}
@@ -439,10 +428,6 @@ def make_block_tracker(model: nn.Module, blocks: Mapping[str, tuple[str, slice]]
 DEFAULT_LR: dict[str, float] = {"sgd": 0.3, "adam": 3e-3}
 """Learning rates that train the default task well with each optimizer (plain SGD, no momentum; Adam)."""
 
-PROGRESS_AUTO_STEPS = 300
-"""``progress="auto"`` shows a progress bar for runs with more optimizer steps than this."""
-
-
 @dataclass
 class MatryoshkaRun:
     """What one training run leaves behind.
@@ -453,6 +438,10 @@ class MatryoshkaRun:
     blocks; empty where the projection is frozen) and, when tracked, ``update`` (``{block: mean |delta w|}``
     per step). The last epoch of every stage also holds ``recall`` (recall@1 at every size right then).
     ``params`` counts the parameters trained in each stage and in all.
+
+    Training runs on :func:`lrlab.training.fit`, so a NaN/inf loss is handled by its one rule: the run
+    stops before the bad step, that epoch's record has ``diverged: True`` and a NaN loss, later stages
+    are skipped, the recall is NaN at every size, :attr:`diverged` is True and ``message`` says where.
     """
 
     method: str
@@ -462,6 +451,12 @@ class MatryoshkaRun:
     params: dict[str, int]
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def diverged(self) -> bool:
+        """True when the training loss became NaN/inf and the run stopped early."""
+        return any(h.get("diverged") for h in self.history)
 
     def series(self, block: str, stat: str = "mean_abs", stage: int | None = 1) -> np.ndarray:
         """Per-epoch values of one block statistic (``stage=None``: every epoch that recorded it)."""
@@ -509,21 +504,20 @@ class MatryoshkaRun:
     def __repr__(self) -> str:
         rec = ", ".join(f"{d}: {r:.3f}" for d, r in self.recall.items())
         return (f"MatryoshkaRun({self.method!r}, {self.epochs} epochs, recall@1 {{{rec}}}, "
-                f"{self.params.get('total', 0):,} parameters, {self.seconds:.2f} s)")
+                f"{self.params.get('total', 0):,} parameters, {self.seconds:.2f} s"
+                + (", diverged)" if self.diverged else ")"))
 
 
 def make_optimizer(params: Sequence[nn.Parameter], optimizer: str = "sgd", lr: float | None = None
                    ) -> torch.optim.Optimizer:
-    """Plain SGD (no momentum: a step is exactly ``-lr * g``) or Adam over ``params``."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else _check_float(lr, "lr")
-    params = list(params)
-    if not params:
-        raise ValueError("the optimizer needs at least one parameter to train")
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr)
+    """Plain SGD (no momentum: a step is exactly ``-lr * g``) or Adam over ``params``.
+
+    Built by :func:`lrlab.training.make_optimizer` (the library's one optimizer table); the names allowed
+    here are those of :data:`DEFAULT_LR`, the optimizers with a tuned default LR for this task.
+    """
+    check_choice(optimizer, "optimizer", tuple(DEFAULT_LR), hint="the optimizers with a default LR for this task")
+    lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", low=0, low_open=True)
+    return _make_torch_optimizer(optimizer, params, lr)
 
 
 def freeze(*modules: nn.Module) -> None:
@@ -578,70 +572,100 @@ def _check_common(task: RetrievalTask, optimizer: str, lr: float | None, batch_s
                   temperature: float) -> tuple[float, int, float]:
     if not isinstance(task, RetrievalTask):
         raise ValueError(f"task must be a RetrievalTask (see make_retrieval_task), got {type(task).__name__}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else _check_float(lr, "lr")
-    batch_size = _check_int(batch_size, "batch_size", 2)
+    check_choice(optimizer, "optimizer", tuple(DEFAULT_LR), hint="the optimizers with a default LR for this task")
+    lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", low=0, low_open=True)
+    batch_size = check_int(batch_size, "batch_size", low=2)
     if batch_size > task.q_train.shape[0]:
         raise ValueError(f"batch_size ({batch_size}) must be <= the number of training pairs "
                          f"({task.q_train.shape[0]})")
-    return lr, batch_size, _check_float(temperature, "temperature")
+    return lr, batch_size, check_real(temperature, "temperature", low=0, low_open=True)
 
 
-def _progress(total_steps: int, desc: str, progress: bool | str) -> Any | None:
-    if progress not in (True, False, "auto"):
-        raise ValueError(f"progress must be True, False or 'auto', got {progress!r}")
-    if progress is False or (progress == "auto" and total_steps <= PROGRESS_AUTO_STEPS):
-        return None
-    from tqdm.auto import tqdm
+class PairLoader:
+    """Shuffled full batches of ``(queries, documents)`` rows, in a new order every epoch.
 
-    return tqdm(total=total_steps, desc=desc, unit="step", leave=False)
+    Each pass draws :func:`batches` from ``generator`` (so one generator gives a reproducible sequence
+    of epochs) and yields ``(q[idx], d[idx])``; the last short batch is dropped. It is the training
+    loader :func:`lrlab.training.fit` gets for the Matryoshka runs.
+    """
+
+    def __init__(self, q: torch.Tensor, d: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        if not isinstance(q, torch.Tensor) or not isinstance(d, torch.Tensor) or q.shape[0] != d.shape[0]:
+            raise ValueError("q and d must be tensors with one row per training pair")
+        self.q, self.d, self.generator = q, d, generator
+        self.batch_size = check_int(batch_size, "batch_size", low=2)
+
+    def __len__(self) -> int:
+        return self.q.shape[0] // self.batch_size
+
+    def __iter__(self) -> Any:
+        for idx in batches(self.q.shape[0], self.batch_size, self.generator):
+            idx = idx.to(self.q.device)
+            yield self.q[idx], self.d[idx]
+
+
+class UpdateTracker(Callback):
+    """Mean ``|delta w|`` of the optimizer steps on the projection's blocks, per epoch.
+
+    ``after_backward`` keeps the weights before the step, ``after_step`` adds the step's mean absolute
+    change of rows ``[0:full/2]``, ``[full/2:full]`` and ``[0:full]``; ``on_epoch_end`` stores the epoch's
+    means in ``record["update"]``.
+    """
+
+    def __init__(self, encoder: MatryoshkaEncoder) -> None:
+        self.weight = encoder.proj.weight
+        full = encoder.full
+        self.half = full // 2
+        self.names = (f"[0:{self.half}]", f"[{self.half}:{full}]", f"[0:{full}]")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.total = torch.zeros(3, dtype=torch.float64, device=self.weight.device)
+        self.steps = 0
+        self.before: torch.Tensor | None = None
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        self.before = self.weight.detach().clone()
+
+    def after_step(self, model: nn.Module, step: int, record: dict) -> None:
+        delta = (self.weight.detach() - self.before).abs()
+        h = self.half
+        self.total += torch.stack((delta[:h].mean(), delta[h:].mean(), delta.mean())).double()
+        self.steps += 1
+
+    def on_epoch_end(self, epoch: int, record: dict, trace: Any) -> None:
+        record["update"] = dict(zip(self.names, (self.total / max(self.steps, 1)).tolist(), strict=True))
+        self._reset()
 
 
 def _train_stage(encoder: MatryoshkaEncoder, inputs: tuple[torch.Tensor, torch.Tensor],
                  loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], opt: torch.optim.Optimizer, *,
                  epochs: int, batch_size: int, generator: torch.Generator, tracker: GradientTracker | None,
-                 track_updates: bool, stage: int, dim: int | None, history: list[dict[str, Any]], step0: int,
-                 bar: Any | None) -> int:
-    """Run ``epochs`` epochs of one stage on ``inputs``; returns the global step count afterwards."""
-    q_all, d_all = inputs
-    weight = encoder.proj.weight
-    full, half = encoder.full, encoder.full // 2
-    names = (f"[0:{half}]", f"[{half}:{full}]", f"[0:{full}]")
-    step = step0
-    for _ in range(epochs):
-        total = torch.zeros((), device=q_all.device)
-        n_batches = 0
-        upd = torch.zeros(3, dtype=torch.float64, device=q_all.device)
-        for idx in batches(q_all.shape[0], batch_size, generator):
-            idx = idx.to(q_all.device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_of(q_all[idx], d_all[idx])
-            loss.backward()
-            if tracker is not None:
-                tracker.after_backward(encoder, step)
-            before = weight.detach().clone() if track_updates else None
-            opt.step()
-            if before is not None:
-                delta = (weight.detach() - before).abs()
-                upd += torch.stack((delta[:half].mean(), delta[half:].mean(), delta.mean())).double()
-            total += loss.detach()
-            n_batches += 1
-            step += 1
-            if bar is not None:
-                bar.update(1)
-        loss_value = float(total) / n_batches
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the training loss became {loss_value} in epoch {len(history) + 1}: "
-                                     "the learning rate is too high for this run; try a smaller lr")
-        record: dict[str, Any] = {"epoch": len(history) + 1, "stage": stage, "dim": dim, "loss": loss_value,
-                                  "grad": {}}
-        if tracker is not None:
-            record["grad"] = {k: dict(v) for k, v in tracker.end_epoch().items()}
-        if track_updates:
-            record["update"] = dict(zip(names, (upd / n_batches).tolist(), strict=True))
-        history.append(record)
-    return step
+                 track_updates: bool, stage: int, dim: int | None, history: list[dict[str, Any]], trace: Trace,
+                 bar: Any | None) -> bool:
+    """Run ``epochs`` epochs of one stage on ``inputs`` with :func:`lrlab.training.fit`, continuing ``trace``.
+
+    Appends one dict per epoch to ``history``; returns False when the loss diverged (fit's rule: the run
+    stops before the bad step, ``trace.message`` says where), True otherwise.
+    """
+    callbacks: list[Callback] = []
+    if tracker is not None:
+        callbacks.append(tracker)  # a GradientTracker stores each epoch's block statistics in record["grad"]
+    if track_updates:
+        callbacks.append(UpdateTracker(encoder))
+    first = len(trace.epochs)
+    fit(encoder, (PairLoader(inputs[0], inputs[1], batch_size, generator), None), opt, epochs,
+        batch_loss=lambda model, batch: loss_of(*batch), device=inputs[0].device, callbacks=callbacks,
+        progress=bar if bar is not None else False, trace=trace)
+    for rec in trace.epochs[first:]:
+        entry: dict[str, Any] = {"epoch": len(history) + 1, "stage": stage, "dim": dim,
+                                 "loss": float(rec["train_loss"]), "grad": rec.get("grad", {})}
+        if "update" in rec:
+            entry["update"] = rec["update"]
+        if rec.get("diverged"):
+            entry["diverged"] = True
+        history.append(entry)
+    return not trace.diverged
 
 
 NestedLoss = Callable[[torch.Tensor, torch.Tensor, Sequence[int], float], torch.Tensor]
@@ -663,8 +687,8 @@ def train_mrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int = 
     """
     lr, batch_size, temperature = _check_common(task, optimizer, lr, batch_size, temperature)
     dims = check_dims(dims)
-    epochs = _check_int(epochs, "epochs")
-    seed = _check_int(seed, "seed", 0)
+    epochs = check_int(epochs, "epochs", low=1)
+    seed = check_int(seed, "seed", low=0)
     if heads and len(dims) < 2:
         raise ValueError("heads=True needs at least two prefix sizes (a head maps one size to the next)")
     if heads and loss_fn is not None:
@@ -676,7 +700,7 @@ def train_mrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int = 
     dev = pick_device(device)
     seed_everything(seed)
     encoder = MatryoshkaEncoder(task.n_features, dims, heads=heads).to(dev)
-    w = [1.0] * len(dims) if weights is None else [_check_float(x, "every weight", 0.0, strict=False)
+    w = [1.0] * len(dims) if weights is None else [check_real(x, "every weight", low=0)
                                                    for x in weights]
 
     if heads:
@@ -696,26 +720,35 @@ def train_mrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int = 
     tracker = make_block_tracker(encoder) if track else None
     gen = torch.Generator().manual_seed(seed)
     inputs = (task.q_train.to(dev), task.d_train.to(dev))
-    bar = _progress(epochs * (inputs[0].shape[0] // batch_size), name, progress)
+    bar = progress_bar(progress, epochs * (inputs[0].shape[0] // batch_size), name)
     history: list[dict[str, Any]] = []
+    trace = Trace()
     start = time.perf_counter()
     opt = make_optimizer(list(encoder.parameters()), optimizer, lr)
-    _train_stage(encoder, inputs, loss_of, opt, epochs=epochs, batch_size=batch_size, generator=gen,
-                 tracker=tracker, track_updates=track_updates, stage=1, dim=dims[0] if full_only else None,
-                 history=history, step0=0, bar=bar)
+    try:
+        _train_stage(encoder, inputs, loss_of, opt, epochs=epochs, batch_size=batch_size, generator=gen,
+                     tracker=tracker, track_updates=track_updates, stage=1, dim=dims[0] if full_only else None,
+                     history=history, trace=trace, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    if full_only:
+    if trace.diverged:
+        recall = {d: math.nan for d in (dims if not full_only else _truncation_dims(dims))}
+    elif full_only:
         # a model trained at one size is used at smaller sizes by truncating its embedding
-        recall = truncation_recall(encoder, task, [d for d in DIMS if d <= dims[0]] if dims[0] in DIMS else dims)
+        recall = truncation_recall(encoder, task, _truncation_dims(dims))
     else:
         recall = evaluate_recall(encoder, task)
     history[-1]["recall"] = dict(recall)
     n = count_parameters(encoder)
     return MatryoshkaRun(name, encoder, history, recall, {"stage 1": n, "total": n}, seconds,
                          dict(dims=dims, epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
-                              temperature=temperature, heads=heads, seed=seed))
+                              temperature=temperature, heads=heads, seed=seed), message=trace.message)
+
+
+def _truncation_dims(dims: tuple[int, ...]) -> tuple[int, ...] | list[int]:
+    return [d for d in DIMS if d <= dims[0]] if dims[0] in DIMS else dims
 
 
 @torch.no_grad()
@@ -760,11 +793,11 @@ def train_smrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int |
         epochs = [int(epochs)] * len(dims)
     if isinstance(epochs, str) or not isinstance(epochs, Sequence):
         raise ValueError(f"epochs must be an integer or one integer per stage, got {epochs!r}")
-    epochs = [_check_int(e, "epochs of every stage") for e in epochs]
+    epochs = [check_int(e, "epochs of every stage", low=1) for e in epochs]
     if len(epochs) != len(dims):
         raise ValueError(f"epochs must give one number per stage: {len(dims)} stages for sizes {dims}, "
                          f"got {epochs}")
-    seed = _check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", low=0)
     stage_fn = start_stage if stage_fn is None else stage_fn
     if not callable(stage_fn):
         raise ValueError(f"stage_fn must be callable as stage_fn(encoder, dim, lr=..., optimizer=...), "
@@ -775,11 +808,32 @@ def train_smrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int |
     tracker = make_block_tracker(encoder) if track else None
     gen = torch.Generator().manual_seed(seed)
     n_train = task.q_train.shape[0]
-    bar = _progress(sum(epochs) * (n_train // batch_size), "SMRL", progress)
+    bar = progress_bar(progress, sum(epochs) * (n_train // batch_size), "SMRL")
     history: list[dict[str, Any]] = []
     params: dict[str, int] = {}
+    trace = Trace()
     start = time.perf_counter()
-    step = 0
+    try:
+        _train_smrl_stages(task, encoder, dims, epochs, lr, optimizer, temperature, stage_fn, tracker,
+                           track_updates, gen, batch_size, history, params, trace, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    for p in encoder.parameters():
+        p.requires_grad_(True)
+    params["total"] = count_parameters(encoder)
+    return MatryoshkaRun("SMRL", encoder, history, dict(history[-1]["recall"]), params, seconds,
+                         dict(dims=dims, epochs=tuple(epochs), lr=lr, optimizer=optimizer, batch_size=batch_size,
+                              temperature=temperature, seed=seed), message=trace.message)
+
+
+def _train_smrl_stages(task: RetrievalTask, encoder: MatryoshkaEncoder, dims: tuple[int, ...], epochs: list[int],
+                       lr: float, optimizer: str, temperature: float, stage_fn: StageFn,
+                       tracker: GradientTracker | None, track_updates: bool, gen: torch.Generator, batch_size: int,
+                       history: list[dict[str, Any]], params: dict[str, int], trace: Trace, bar: Any) -> None:
+    """SMRL's stages one after another, on one trace; a diverged stage ends the run (recall NaN)."""
+    dev = next(encoder.parameters()).device
     for stage, (dim, n_ep) in enumerate(zip(dims, epochs, strict=True), start=1):
         opt = stage_fn(encoder, dim, lr=lr, optimizer=optimizer)
         trainable = _check_stage(encoder, dim, opt)
@@ -799,20 +853,14 @@ def train_smrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int |
             def loss_of(q: torch.Tensor, d: torch.Tensor, head: nn.Module = head) -> torch.Tensor:
                 return info_nce(head(q), head(d), temperature)
 
-        step = _train_stage(encoder, inputs, loss_of, opt, epochs=n_ep, batch_size=batch_size, generator=gen,
-                            tracker=tracker if stage == 1 else None, track_updates=track_updates and stage == 1,
-                            stage=stage, dim=dim, history=history, step0=step, bar=bar)
+        ok = _train_stage(encoder, inputs, loss_of, opt, epochs=n_ep, batch_size=batch_size, generator=gen,
+                          tracker=tracker if stage == 1 else None, track_updates=track_updates and stage == 1,
+                          stage=stage, dim=dim, history=history, trace=trace, bar=bar)
+        if not ok:
+            history[-1]["recall"] = {d: math.nan for d in encoder.dims}
+            return
         # recall at every size after this stage (sizes whose head is still [I | 0] are plain truncations)
         history[-1]["recall"] = evaluate_recall(encoder, task)
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    for p in encoder.parameters():
-        p.requires_grad_(True)
-    params["total"] = count_parameters(encoder)
-    return MatryoshkaRun("SMRL", encoder, history, dict(history[-1]["recall"]), params, seconds,
-                         dict(dims=dims, epochs=tuple(epochs), lr=lr, optimizer=optimizer, batch_size=batch_size,
-                              temperature=temperature, seed=seed))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -829,9 +877,9 @@ def prefix_gradient_scaling(task: RetrievalTask, dims: Sequence[int] = (24, 48, 
     if not isinstance(task, RetrievalTask):
         raise ValueError(f"task must be a RetrievalTask, got {type(task).__name__}")
     dims = check_dims(dims)
-    n_batches = _check_int(n_batches, "n_batches")
+    n_batches = check_int(n_batches, "n_batches", low=1)
     _, batch_size, temperature = _check_common(task, "sgd", None, batch_size, temperature)
-    seed = _check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", low=0)
     enc = MatryoshkaEncoder(task.n_features, (dims[0],), seed=seed)
     gen = torch.Generator().manual_seed(seed)
     idx_list: list[torch.Tensor] = []
@@ -878,14 +926,13 @@ def recall_table(runs: Mapping[str, MatryoshkaRun | Mapping[int, float]]) -> str
         raise ValueError("runs must be a non-empty dict label -> MatryoshkaRun (or dict size -> recall)")
     rec = {label: _recall_of(r) for label, r in runs.items()}
     sizes = sorted({d for r in rec.values() for d in r}, reverse=True)
-    width = max(len("method"), *(len(str(lbl)) for lbl in rec))
-    lines = [f"{'method':<{width}}  " + "  ".join(f"R@1 d={d:<4d}" for d in sizes) + "  parameters"]
+    rows = []
     for label, r in rec.items():
         run = runs[label]
-        n = f"{run.params['total']:>10,}" if isinstance(run, MatryoshkaRun) else f"{'':>10}"
-        cells = "  ".join(f"{r[d]:>10.3f}" if d in r else f"{'':>10}" for d in sizes)
-        lines.append(f"{str(label):<{width}}  {cells}  {n}")
-    return "\n".join(lines)
+        n = f"{run.params['total']:,}" if isinstance(run, MatryoshkaRun) else ""
+        rows.append([str(label), *(f"{r[d]:.3f}" if d in r else "" for d in sizes), n])
+    headers = ["method", *(f"R@1 d={d}" for d in sizes), "parameters"]
+    return format_table(headers, rows, align="l" + "r" * (len(sizes) + 1), rule=False)
 
 
 # colours of the seed figure's series: SMRL light blue / orange, MRL yellow / red, variance blue / brown

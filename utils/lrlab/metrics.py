@@ -22,6 +22,8 @@ The vocabulary, on a loss curve ``L_1, L_2, ...``:
 :func:`classify` puts the pieces together and labels a run ``"slow"``, ``"converging"``,
 ``"bouncing"`` or ``"diverged"`` -- the four things a learning rate that is too low, right, too high
 or far too high does to the course's task.
+
+imports: nothing from lrlab (it reads Traces by duck typing).
 """
 
 from __future__ import annotations

@@ -5,23 +5,18 @@ with a sigmoid. The sigmoid is NOT part of :class:`MLP`: the network returns *lo
 number; ``sigmoid(logit)`` is the probability of class 1) and the loss ``nn.BCEWithLogitsLoss``
 applies the sigmoid inside, in a numerically stable way. Apply ``torch.sigmoid`` yourself only when
 you want probabilities (:meth:`MLP.predict_proba`); a logit above 0 means probability above 0.5.
+
+imports: args.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 
+from lrlab.args import check_int
+
 __all__ = ["MLP", "count_parameters"]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class MLP(nn.Module):
@@ -43,13 +38,11 @@ class MLP(nn.Module):
         self, n_features: int = 10, hidden: int = 32, n_outputs: int = 1, *, seed: int | None = None
     ):
         super().__init__()
-        self.n_features = _positive_int(n_features, "n_features")
-        self.hidden_width = _positive_int(hidden, "hidden")
-        self.n_outputs = _positive_int(n_outputs, "n_outputs")
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-        ):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.n_features = check_int(n_features, "n_features", low=1)
+        self.hidden_width = check_int(hidden, "hidden", low=1)
+        self.n_outputs = check_int(n_outputs, "n_outputs", low=1)
+        if seed is not None:
+            seed = check_int(seed, "seed", low=0, hint="or None for the global generator")
         if seed is None:
             self._build()
         else:

@@ -7,6 +7,8 @@ Everything here draws with matplotlib on an ``Axes`` you may pass in (``ax=``) a
 * :func:`plot_lr_trajectory` -- the LRs that runs with given batch sizes really use, on top of the
   schedule (to see why sample-indexed schedules do not care about the batch size);
 * :func:`format_count` and :func:`format_lr` -- the tick labels, usable on any axis.
+
+imports: args, schedules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from lrlab.args import check_int, check_real
 
 SEED_PURPLE = "#4b2882"  # the dark purple of the seed chart
 
@@ -131,11 +135,8 @@ def plot_schedule(schedules: Any, total: float | None = None, *, unit: str | Non
         if not horizons:
             raise ValueError("total is needed: these schedules have no natural length (give e.g. total=1000)")
         total = max(horizons)
-    if isinstance(total, bool) or not isinstance(total, int | float | np.integer | np.floating) \
-            or not total > 0:
-        raise ValueError(f"total must be a number > 0 (the last {unit} to plot), got {total!r}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    total = check_real(total, "total", low=0, low_open=True, hint=f"the last {unit} to plot")
+    points = check_int(points, "points", low=2)
 
     if ax is None:
         import matplotlib.pyplot as plt

@@ -115,6 +115,8 @@ its tests compare with PyTorch's closed form where PyTorch has one. The places w
 9. **MultiStepLR** accepts unsorted and repeated milestones (a repeated one applies gamma twice);
    lrlab asks for strictly increasing milestones. **PolynomialLR** and **LinearLR** divide by
    ``total_iters`` (0 raises ZeroDivisionError); lrlab asks for ``total > 0``.
+
+imports: args.
 """
 
 from __future__ import annotations
@@ -124,11 +126,12 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+from lrlab.args import check_bool, check_choice, check_int, check_real
 
 UNITS = ("step", "sample")
 WSD_SHAPES = ("linear", "cosine", "1-sqrt")
@@ -139,27 +142,16 @@ PIECEWISE_KINDS = ("linear", "step")
 
 # ------------------------------------------------------------------------------------------ validation
 def _number(name: str, value: Any) -> float:
-    """``value`` as a finite float, or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, Real | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return value
+    """``value`` as a finite float, or a ValueError naming ``name`` (:func:`lrlab.args.check_real`)."""
+    return check_real(value, name)
 
 
 def _positive(name: str, value: Any) -> float:
-    value = _number(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value:g}")
-    return value
+    return check_real(value, name, low=0, low_open=True)
 
 
 def _non_negative(name: str, value: Any) -> float:
-    value = _number(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value:g}")
-    return value
+    return check_real(value, name, low=0)
 
 
 def _count(name: str, value: Any) -> int | float:
@@ -175,22 +167,14 @@ def _unit(unit: Any) -> str:
 
 
 def _choice(name: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
-    return value
+    return check_choice(value, name, options)
 
 
 def _progress(t: Any) -> float:
     """Check a progress value: a finite number >= 0 (a step index or a number of samples)."""
     if isinstance(t, torch.Tensor) and t.numel() == 1:
         t = t.item()
-    if isinstance(t, bool) or not isinstance(t, Real | np.integer | np.floating):
-        raise ValueError(f"progress t must be a number (a step index or a number of samples), got {t!r}")
-    t = float(t)
-    if not (math.isfinite(t) and t >= 0):
-        raise ValueError(f"progress t must be a finite number >= 0 (a step index or a number of samples), "
-                         f"got {t}")
-    return t
+    return check_real(t, "progress t", low=0, hint="a step index or a number of samples")
 
 
 def _fmt(value: Any) -> str:
@@ -730,8 +714,7 @@ class OneCycle(Schedule):
         if pct * total <= 1:
             raise ValueError(f"pct_start * total must be > 1 so that the ramp has a length, got "
                              f"{pct:g} * {total} = {pct * total:g}; raise pct_start or total")
-        if not isinstance(self.three_phase, bool):
-            raise ValueError(f"three_phase must be True or False, got {self.three_phase!r}")
+        check_bool(self.three_phase, "three_phase")
         if self.three_phase and 2 * pct * total - 2 >= total - 1:
             raise ValueError(f"with three_phase the two ramps (2 * pct_start * total - 2 = "
                              f"{2 * pct * total - 2:g}) must end before total - 1 = {total - 1}; "
@@ -827,16 +810,12 @@ class Cyclic(Schedule):
 
 # -------------------------------------------------------------------------------- steps and samples
 def _batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+    return check_int(batch_size, "batch_size", low=1)
 
 
 def steps_to_samples(steps: int, batch_size: int) -> int:
     """Samples seen after ``steps`` optimizer steps with a fixed ``batch_size``: ``steps * batch_size``."""
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    return int(steps) * _batch_size(batch_size)
+    return check_int(steps, "steps", low=0) * _batch_size(batch_size)
 
 
 def samples_to_steps(samples: int, batch_size: int) -> int:
@@ -844,10 +823,9 @@ def samples_to_steps(samples: int, batch_size: int) -> int:
 
     Integer arithmetic, so it is exact even for billions of samples.
     """
-    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 0:
-        raise ValueError(f"samples must be an integer >= 0, got {samples!r}")
+    samples = check_int(samples, "samples", low=0)
     bs = _batch_size(batch_size)
-    return -(-int(samples) // bs)
+    return -(-samples // bs)
 
 
 @dataclass(frozen=True, repr=False)
@@ -1024,10 +1002,9 @@ class SampleScheduleLR(ScheduleLR):
 
     def advance(self, n_samples: int) -> None:
         """Count ``n_samples`` more samples and set the LR for the next step."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer (the batch size just used), "
-                             f"got {n_samples!r}")
-        self.samples += int(n_samples)
+        if type(n_samples) is not int or n_samples < 1:  # the common case costs one type check per step
+            n_samples = check_int(n_samples, "n_samples", low=1, hint="the batch size just used")
+        self.samples += n_samples
         self._advancing = True
         try:
             super().step()

@@ -28,6 +28,8 @@ Every run sees the same number of training **samples**: ``epochs x n_train``. Wi
 is half as many optimizer steps as with a batch of 32; counting steps would hand the small batches
 twice the data. The schedules are indexed by samples too (``unit="sample"``), so every schedule
 reaches its end exactly when the budget runs out, whatever the batch size.
+
+imports: args, device, data, models, schedules, metrics, training (its optimizer table and progress switch).
 """
 
 from __future__ import annotations
@@ -47,11 +49,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrlab import metrics as _metrics
+from lrlab.args import check_choice, check_int, check_real
+from lrlab.data import load_task, make_loaders
 from lrlab.device import pick_device
+from lrlab.models import MLP
+from lrlab.schedules import WSD, Constant, Cosine, MultiStep, OneCycle, as_lambda_lr
+from lrlab.training import (
+    OPTIMIZERS,
+    PROGRESS_AUTO_STEPS,
+    Trace,
+    fit,
+    is_divergent,
+    make_optimizer,
+    progress_enabled,
+)
 
 __all__ = [
     "METHODS",
     "OPTIMIZERS",
+    "PROGRESS_AUTO_STEPS",
     "STRATEGIES",
     "OptimizerSpec",
     "Strategy",
@@ -62,7 +78,6 @@ __all__ = [
 ]
 
 METHODS = ("auto", "vectorized", "sequential")
-OPTIMIZERS = ("sgd", "adam", "adamw")
 SUMMARY_METRICS = (
     "final_test_loss",
     "final_test_acc",
@@ -87,8 +102,7 @@ class Strategy:
     description: str = ""
 
     def schedule(self, lr: float, total_samples: int) -> Callable[[float], float]:
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        check_real(lr, "lr", low=0, low_open=True)
         sched = self.make(float(lr), int(total_samples))
         if not callable(sched):
             raise ValueError(
@@ -98,32 +112,22 @@ class Strategy:
 
 
 def _constant(lr: float, total: int) -> Callable[[float], float]:
-    from lrlab.schedules import Constant
-
     return Constant(lr, unit="sample")
 
 
 def _step(lr: float, total: int) -> Callable[[float], float]:
-    from lrlab.schedules import MultiStep
-
     return MultiStep(lr, milestones=(round(0.5 * total), round(0.75 * total)), gamma=0.1, unit="sample")
 
 
 def _cosine(lr: float, total: int) -> Callable[[float], float]:
-    from lrlab.schedules import Cosine
-
     return Cosine(lr, total=total, unit="sample")
 
 
 def _wsd(lr: float, total: int) -> Callable[[float], float]:
-    from lrlab.schedules import WSD
-
     return WSD(lr, total=total, warmup=round(0.05 * total), decay=round(0.2 * total), unit="sample")
 
 
 def _one_cycle(lr: float, total: int) -> Callable[[float], float]:
-    from lrlab.schedules import OneCycle
-
     return OneCycle(max_lr=lr, total=total, unit="sample")
 
 
@@ -170,21 +174,17 @@ class OptimizerSpec:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        check_choice(self.name, "optimizer name", OPTIMIZERS)
+        check_real(self.momentum, "momentum", low=0, high=1, high_open=True)
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov=True needs name='sgd' and a momentum > 0")
         if self.momentum and self.name != "sgd":
             raise ValueError(f"momentum applies to 'sgd' only; {self.name} uses betas={self.betas}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_real(self.weight_decay, "weight_decay", low=0)
         b1, b2 = self.betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must both be in [0, 1), got {self.betas!r}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps!r}")
+        check_real(self.eps, "eps", low=0, low_open=True)
 
     @classmethod
     def coerce(cls, spec: str | dict | OptimizerSpec) -> OptimizerSpec:
@@ -210,13 +210,12 @@ class OptimizerSpec:
         return self.name
 
     def build(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-        """The ``torch.optim`` optimizer with these settings."""
+        """The ``torch.optim`` optimizer with these settings (:func:`lrlab.training.make_optimizer`)."""
         if self.name == "sgd":
-            return torch.optim.SGD(
-                params, lr=lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay
+            return make_optimizer(
+                "sgd", params, lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay
             )
-        cls = torch.optim.Adam if self.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+        return make_optimizer(self.name, params, lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
 
     def init_state(self, params: Sequence[torch.Tensor]) -> dict[str, Any]:
         """Empty optimizer state for stacked parameters (momentum buffers / Adam moments)."""
@@ -295,29 +294,15 @@ class _Run:
 
 
 def _default_model_fn(n_features: int) -> Callable[[int], nn.Module]:
-    from lrlab.models import MLP
-
     return lambda seed: MLP(n_features, hidden=32, seed=seed)
 
 
-def _make_trace(epochs: list[dict], steps: list[dict], diverged_at: dict | None, config: dict) -> Any:
-    from lrlab.training import Trace
-
+def _make_trace(epochs: list[dict], steps: list[dict], diverged_at: dict | None, config: dict) -> Trace:
     trace = Trace(epochs=epochs, steps=steps, config=dict(config))
     if diverged_at is not None:
-        at = diverged_at
-        trace.diverged, trace.diverged_at = True, at
-        trace.message = (
-            f"Diverged: the loss became {at['loss']} at epoch {at['epoch']}, step {at['step']} "
-            f"(lr {at['lr']:.3g}, after {at['samples']} samples); training stopped. "
-            "The learning rate is probably too high: try a smaller one (e.g. 10x smaller)."
-        )
+        trace.mark_diverged(diverged_at)
     elif epochs:
-        f = epochs[-1]
-        trace.message = (
-            f"Finished {len(epochs)} epochs: loss {f['train_loss']:.4f}, "
-            f"test accuracy {f['test_acc']:.3f} ({f['seconds']:.1f} s)."
-        )
+        trace.mark_finished()
     return trace
 
 
@@ -505,7 +490,7 @@ def _train_vectorized(
             recs, lrs = step_recs[m], lr_rows[m]
             for j, (value, batch) in enumerate(zip(loss_rows[m], sizes, strict=True)):
                 step = e * per_epoch + j
-                if not math.isfinite(value):
+                if is_divergent(value):  # the divergence rule of fit, applied to each model's losses
                     recs.append({"step": step, "samples": seen, "loss": value, "lr": lrs[step]})
                     diverged_at[m] = {
                         "epoch": e + 1,
@@ -563,10 +548,6 @@ def _train_sequential(
     device: torch.device,
 ) -> Any:
     """One run with the course's own loop: ``make_loaders`` + a torch optimizer + ``fit``."""
-    from lrlab.data import make_loaders
-    from lrlab.schedules import as_lambda_lr
-    from lrlab.training import fit
-
     total = epochs * len(task.X_train)
     schedule = run.strategy.schedule(run.lr, total)
     model = model_fn(run.seed)
@@ -901,7 +882,8 @@ def run_sweep(
             :func:`lrlab.training.fit` after another), or ``"auto"``: vectorized when possible.
         target_acc / target_loss: also report samples until the test accuracy / loss reaches them.
         max_models: at most this many models train together (memory bound on big grids).
-        progress: a progress bar: True, False, or ``"auto"`` (when the sweep has more than 64 runs).
+        progress: a progress bar: True, False, or ``"auto"`` (when the sweep takes more than
+            ``lrlab.training.PROGRESS_AUTO_STEPS`` optimizer steps, batched steps when vectorized).
 
     Returns a :class:`SweepResult`; its rows hold ``strategy, lr, seed, batch_size, samples, steps``
     and the metrics of :func:`lrlab.metrics.summarize`.
@@ -910,29 +892,14 @@ def run_sweep(
     names = [s.name for s in strats]
     if len(set(names)) != len(names):
         raise ValueError(f"strategy names must be unique, got {names}")
-    lr_list = _as_list(lrs, "lrs")
-    for lr in lr_list:
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"every lr must be a positive number, got {lr!r}")
-    seed_list = _as_list(seeds, "seeds")
-    for s in seed_list:
-        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
-            raise ValueError(f"every seed must be a non-negative integer, got {s!r}")
-    bs_list = _as_list(batch_sizes, "batch_sizes")
-    for b in bs_list:
-        if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
-            raise ValueError(f"every batch size must be a positive integer, got {b!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
-        raise ValueError(f"max_models must be a positive integer, got {max_models!r}")
-    if progress not in (True, False, "auto"):
-        raise ValueError(f"progress must be True, False or 'auto', got {progress!r}")
+    lr_list = [check_real(lr, "every lr", low=0, low_open=True) for lr in _as_list(lrs, "lrs")]
+    seed_list = [check_int(s, "every seed", low=0) for s in _as_list(seeds, "seeds")]
+    bs_list = [check_int(b, "every batch size", low=1) for b in _as_list(batch_sizes, "batch_sizes")]
+    epochs = check_int(epochs, "epochs", low=1)
+    check_choice(method, "method", METHODS)
+    max_models = check_int(max_models, "max_models", low=1)
+    progress_enabled(progress, None)  # validates it
     if task is None:
-        from lrlab.data import load_task
-
         task = load_task(seed=0)
     for attr in ("X_train", "y_train", "X_test", "y_test"):
         if not hasattr(task, attr):
@@ -965,7 +932,16 @@ def run_sweep(
         _Run(s, float(lr), int(seed), int(b))
         for s, lr, b, seed in itertools.product(strats, lr_list, bs_list, seed_list)
     ]
-    show = progress is True or (progress == "auto" and len(runs) > 64)
+    # the progress switch of fit: "auto" shows a bar when the sweep takes more than
+    # PROGRESS_AUTO_STEPS optimizer steps (batched steps when vectorized)
+    if used == "vectorized":
+        total_steps = sum(
+            math.ceil(sum(1 for r in runs if r.batch_size == b) / max_models) * epochs * math.ceil(n_train / b)
+            for b in bs_list
+        )
+    else:
+        total_steps = sum(epochs * math.ceil(n_train / r.batch_size) for r in runs)
+    show = progress_enabled(progress, total_steps)
     bar = None
     t0 = time.perf_counter()
     traces: list[Any] = [None] * len(runs)
@@ -974,12 +950,6 @@ def run_sweep(
             if show:
                 from tqdm.auto import tqdm
 
-                total_steps = sum(
-                    math.ceil(sum(1 for r in runs if r.batch_size == b) / max_models)
-                    * epochs
-                    * math.ceil(n_train / b)
-                    for b in bs_list
-                )
                 bar = tqdm(total=total_steps, desc="sweep", unit="step", leave=False)
             for b in bs_list:
                 idx = [i for i, r in enumerate(runs) if r.batch_size == b]

@@ -17,16 +17,23 @@ observation per epoch (:func:`observe` states the rules) and plots its loss and 
 
 If the loss becomes NaN or infinite (the classic sign of a learning rate that is far too high),
 training stops at once, ``trace.diverged`` is True and ``trace.message`` says where it happened.
+That rule (:func:`is_divergent`) is the library's only one: the LR range test, the Matryoshka runs
+and the sweep follow it too. A :class:`Callback` can end a run early by raising :class:`StopTraining`
+(``trace.stopped``); the LR range test and the Matryoshka stages are such runs of :func:`fit`.
+:data:`OPTIMIZERS` / :func:`make_optimizer` and :func:`progress_enabled` are the optimizer table and
+the progress switch that the sweep and the Matryoshka runs share with :func:`fit`.
 
 :func:`default_recipe` is the course's standard setting for the tutorial task, and :func:`run_recipe`
 runs it end to end from a seed.
+
+imports: args, tables, device, data, models.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from typing import Any
@@ -35,18 +42,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrlab.args import check_choice, check_instance, check_int, check_real
+from lrlab.data import load_task
 from lrlab.device import pick_device
+from lrlab.models import MLP
+from lrlab.tables import format_table
 
 __all__ = [
+    "HOOKS",
+    "OPTIMIZERS",
     "PROGRESS_AUTO_STEPS",
     "Callback",
     "Recipe",
+    "StopTraining",
     "Trace",
     "accuracy_from_logits",
     "default_recipe",
     "evaluate",
     "fit",
+    "is_divergent",
+    "make_optimizer",
     "observe",
+    "progress_bar",
+    "progress_enabled",
     "run_recipe",
     "train_one_epoch",
 ]
@@ -65,21 +83,64 @@ HUGE_LOSS = 10.0  # a BCE loss above this means confidently wrong predictions: t
 
 
 # --------------------------------------------------------------------------------------------- callbacks
+class StopTraining(Exception):  # noqa: N818 (a request, not an error)
+    """Raise it from a :class:`Callback` hook to end :func:`fit` early and cleanly.
+
+    ``raise StopTraining("reason")`` is a request, not an error: :func:`fit` catches it, finishes the
+    run normally (``on_train_end`` is still called) and records it: ``trace.stopped`` is True,
+    ``trace.stopped_at`` holds ``{"epoch", "step", "samples", "hook", "reason"}`` and ``trace.message``
+    says who stopped and why. Where it is raised decides what the last step was:
+
+    * ``on_train_begin``: no step is taken;
+    * ``before_batch``, ``after_loss`` or ``after_backward``: the current batch is NOT applied (no
+      ``optimizer.step()``, its loss is not counted); training ends after the previous step;
+    * ``after_step``: training ends right after that step;
+    * ``on_epoch_end``: training ends after that epoch.
+
+    An epoch cut short with at least one step gets a record (evaluated as usual) marked
+    ``"stopped": True``; one with no step gets none. ``trace.stopped_at["step"]`` is the number of
+    steps taken. Any other exception raised by a callback propagates unchanged.
+    """
+
+    def __init__(self, reason: str = "a callback asked to stop") -> None:
+        super().__init__(reason)
+        self.reason = str(reason)
+
+
 class Callback:
     """Hooks into :func:`fit`. Subclass and override what you need; every method is a no-op here.
 
+    In the order they run:
+
     * ``on_train_begin(model, trace)``: once, before the first step.
+    * ``before_batch(model, step)``: a batch has been drawn, before the forward pass (e.g. set the
+      learning rate of this step); ``step`` is the 0-based global step index.
+    * ``after_loss(model, step, loss)``: after the forward pass, before ``loss.backward()``; ``loss`` is the
+      batch's loss as a float, always finite (a NaN/inf loss ends the run first, see :func:`fit`).
     * ``after_backward(model, step)``: after ``loss.backward()`` and BEFORE ``optimizer.step()``, so the
-      gradients of this batch are in ``p.grad``; ``step`` is the 0-based global step index.
+      gradients of this batch are in ``p.grad``.
+    * ``after_step(model, step, record)``: after ``optimizer.step()`` (and a per-step scheduler);
+      ``record`` is the step's dict ``{"step", "samples", "loss", "lr"}``.
     * ``on_epoch_end(epoch, record, trace)``: after the epoch's evaluation (``epoch`` is 1-based);
       ``record`` is the epoch's dict, already in ``trace.epochs``: add keys to it to store your own numbers.
-    * ``on_train_end(model, trace)``: once, at the end (also after a divergence).
+    * ``on_train_end(model, trace)``: once, at the end (also after a divergence or a stop).
+
+    Any hook but ``on_train_end`` may ``raise StopTraining(reason)`` to end training early.
     """
 
     def on_train_begin(self, model: nn.Module, trace: Trace) -> None:
         pass
 
+    def before_batch(self, model: nn.Module, step: int) -> None:
+        pass
+
+    def after_loss(self, model: nn.Module, step: int, loss: float) -> None:
+        pass
+
     def after_backward(self, model: nn.Module, step: int) -> None:
+        pass
+
+    def after_step(self, model: nn.Module, step: int, record: dict) -> None:
         pass
 
     def on_epoch_end(self, epoch: int, record: dict, trace: Trace) -> None:
@@ -87,6 +148,18 @@ class Callback:
 
     def on_train_end(self, model: nn.Module, trace: Trace) -> None:
         pass
+
+
+HOOKS = (
+    "on_train_begin",
+    "before_batch",
+    "after_loss",
+    "after_backward",
+    "after_step",
+    "on_epoch_end",
+    "on_train_end",
+)
+"""The callback hooks of :func:`fit`, in the order they run."""
 
 
 def _check_callbacks(callbacks: Any) -> tuple:
@@ -100,11 +173,10 @@ def _check_callbacks(callbacks: Any) -> tuple:
         raise ValueError(
             f"callbacks must be a sequence of Callback objects, got {type(callbacks).__name__}"
         ) from None
-    hooks = ("on_train_begin", "after_backward", "on_epoch_end", "on_train_end")
     for cb in callbacks:
-        if not any(callable(getattr(cb, h, None)) for h in hooks):
+        if not any(callable(getattr(cb, h, None)) for h in HOOKS):
             raise ValueError(
-                f"callback {cb!r} has none of the methods {', '.join(hooks)}; "
+                f"callback {cb!r} has none of the methods {', '.join(HOOKS)}; "
                 "subclass lrlab.training.Callback"
             )
     return callbacks
@@ -115,6 +187,52 @@ def _call(callbacks: Sequence, hook: str, *args: Any) -> None:
         method = getattr(cb, hook, None)
         if method is not None:
             method(*args)
+
+
+# --------------------------------------------------------------------------------------------- divergence
+def is_divergent(loss: float) -> bool:
+    """The course's one rule for a diverging loss: it is NaN or infinite.
+
+    :func:`fit` applies it to every batch's loss before ``loss.backward()``: on a divergent loss the
+    weights are left untouched, the run stops, ``trace.diverged`` is set and ``trace.message`` says
+    where (:meth:`Trace.mark_diverged`). Nothing is raised. The LR range test, the Matryoshka runs and
+    the vectorized sweep follow the same rule.
+    """
+    return not math.isfinite(float(loss))
+
+
+# --------------------------------------------------------------------------------------------- optimizers
+OPTIMIZERS = ("sgd", "adam", "adamw")
+"""The optimizers the library builds by name (:func:`make_optimizer`; the sweep runs the same three batched)."""
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[torch.Tensor],
+    lr: float,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer called ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    ``"sgd"`` takes ``momentum``, ``nesterov`` and ``weight_decay``; ``"adam"`` and ``"adamw"`` take
+    ``betas``, ``eps`` and ``weight_decay`` (decoupled for AdamW).
+    """
+    check_choice(name, "optimizer", OPTIMIZERS)
+    lr = check_real(lr, "lr", low=0, low_open=True)
+    params = list(params)
+    if not params:
+        raise ValueError("the optimizer needs at least one parameter to train")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if momentum or nesterov:
+        raise ValueError(f"momentum and nesterov apply to 'sgd' only; {name} uses betas={betas}")
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 # --------------------------------------------------------------------------------------------- observations
@@ -199,8 +317,11 @@ class Trace:
             Callbacks may add keys.
         steps: one dict per optimizer step with ``step`` (0-based), ``samples`` (seen after it), ``loss``
             (of that batch) and ``lr`` (used for that step; the first parameter group's).
-        diverged: True when the loss became NaN/inf and the run stopped early.
+        diverged: True when the loss became NaN/inf and the run stopped early (:func:`is_divergent`).
         diverged_at: ``{"epoch", "step", "samples", "lr", "loss"}`` of the step that diverged, else None.
+        stopped: True when a callback ended the run early (:class:`StopTraining`).
+        stopped_at: ``{"epoch", "step", "samples", "hook", "reason"}`` of that stop, else None
+            (``step``: the number of steps taken).
         message: one line saying how the run ended.
         config: what the run was (optimizer, batch size, ... filled in by :func:`fit`).
     """
@@ -209,8 +330,41 @@ class Trace:
     steps: list[dict] = field(default_factory=list)
     diverged: bool = False
     diverged_at: dict | None = None
+    stopped: bool = False
+    stopped_at: dict | None = None
     message: str = ""
     config: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------------------------------------- ending
+    def mark_diverged(self, at: dict) -> None:
+        """Record the divergence policy's verdict: the loss of step ``at`` was NaN/inf, training stopped."""
+        self.diverged, self.diverged_at = True, dict(at)
+        self.message = (
+            f"Diverged: the loss became {at['loss']} at epoch {at['epoch']}, step {at['step']} "
+            f"(lr {at['lr']:.3g}, after {at['samples']} samples); training stopped. "
+            "The learning rate is probably too high: try a smaller one (e.g. 10x smaller)."
+        )
+
+    def mark_stopped(self, at: dict) -> None:
+        """Record that a callback ended the run (:class:`StopTraining`)."""
+        self.stopped, self.stopped_at = True, dict(at)
+        self.message = (
+            f"Stopped by a callback in {at['hook']} at epoch {at['epoch']} after {at['step']} steps "
+            f"({at['samples']} samples): {at['reason']}"
+        )
+        if self.epochs:
+            self.message += "; " + self._final_numbers()
+
+    def mark_finished(self) -> None:
+        """The message of a run that went through all its epochs."""
+        self.message = f"Finished {len(self.epochs)} epochs: " + self._final_numbers()
+
+    def _final_numbers(self) -> str:
+        f = self.final
+        text = f"loss {f['train_loss']:.4f}"
+        if math.isfinite(float(f.get("test_acc", math.nan))):
+            text += f", test accuracy {f['test_acc']:.3f}"
+        return text + f" ({f['seconds']:.1f} s)."
 
     # ----------------------------------------------------------------------------------------- access
     @property
@@ -271,12 +425,7 @@ class Trace:
         if not self.epochs:
             return "(empty trace)" + (f"\n{self.message}" if self.message else "")
         head, rows = self._rows()
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        fmt = lambda cells: "  ".join(  # noqa: E731
-            c.ljust(w) if i == len(cells) - 1 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-        lines = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+        lines = format_table(head, rows, align="r" * (len(head) - 1) + "l").splitlines()
         if self.message:
             lines.append(self.message)
         return "\n".join(lines)
@@ -487,12 +636,26 @@ def _check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer, interval:
     )
 
 
+def _to_device(batch: Any, dev: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dev)
+    if isinstance(batch, tuple | list):
+        return tuple(_to_device(b, dev) for b in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, tuple | list) else batch
+    return len(first)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     *,
     loss_fn: nn.Module | None = None,
+    batch_loss: Callable[[nn.Module, Any], torch.Tensor] | None = None,
     device: Any = None,
     scheduler: Any = None,
     scheduler_interval: str = "step",
@@ -506,66 +669,91 @@ def train_one_epoch(
     With ``scheduler_interval="step"`` a torch scheduler's ``.step()`` runs after every
     ``optimizer.step()``; a scheduler with ``.advance(n)`` is told the size of each batch instead
     (sample-indexed schedules). Per-epoch schedulers are left to the caller (:func:`fit` does it).
+    ``batch_loss(model, batch)``, if given, replaces forward + ``loss_fn`` (see :func:`fit`).
 
     When ``trace`` is given, every step is appended to ``trace.steps`` (global step numbers and sample
     counts continue from what the trace already holds). Returns ``{"train_loss", "samples", "steps",
-    "lr", "diverged", "diverged_at"}`` for this epoch; on a NaN/inf loss the epoch stops before the
-    weights are touched, with ``diverged`` True.
+    "lr", "diverged", "diverged_at", "stopped"}`` for this epoch; on a NaN/inf loss
+    (:func:`is_divergent`) the epoch stops before the weights are touched, with ``diverged`` True;
+    when a callback raises :class:`StopTraining` the epoch ends there and ``stopped`` holds
+    ``{"epoch", "step", "samples", "hook", "reason"}`` (else None).
     """
     _check_model(model)
     _check_loader(loader, "loader")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch.optim.Optimizer")
     kind = _check_scheduler(scheduler, optimizer, scheduler_interval)
     callbacks = _check_callbacks(callbacks)
+    if batch_loss is not None and not callable(batch_loss):
+        raise ValueError(f"batch_loss must be a function (model, batch) -> loss tensor, got {batch_loss!r}")
     loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
     dev = _resolve_device(model, device)
     step = len(trace.steps) if trace is not None else 0
     seen = trace.samples if trace is not None else 0
     model.train()
     total, n, n_steps, lr = 0.0, 0, 0, float(optimizer.param_groups[0]["lr"])
-    diverged_at = None
-    for xb, yb in loader:
-        xb, yb = xb.to(dev), yb.to(dev)
-        lr = float(optimizer.param_groups[0]["lr"])
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(xb)
-        _check_logits(logits, yb)
-        loss = loss_fn(logits, yb)
-        value = float(loss.detach())
-        batch = len(yb)
-        if not math.isfinite(value):
-            diverged_at = {"epoch": epoch, "step": step, "samples": seen, "lr": lr, "loss": value}
-            if trace is not None:
-                trace.steps.append({"step": step, "samples": seen, "loss": value, "lr": lr})
+    diverged_at = stopped = None
+    hook = ""
+    for batch in loader:
+        try:
+            hook = "before_batch"
+            _call(callbacks, hook, model, step)
+            lr = float(optimizer.param_groups[0]["lr"])
+            batch = _to_device(batch, dev)
+            optimizer.zero_grad(set_to_none=True)
+            if batch_loss is None:
+                xb, yb = batch
+                logits = model(xb)
+                _check_logits(logits, yb)
+                loss = loss_fn(logits, yb)
+            else:
+                loss = batch_loss(model, batch)
+            value = float(loss.detach())
+            size = _batch_size(batch)
+            if is_divergent(value):  # the one divergence policy: stop before the weights are touched
+                diverged_at = {"epoch": epoch, "step": step, "samples": seen, "lr": lr, "loss": value}
+                if trace is not None:
+                    trace.steps.append({"step": step, "samples": seen, "loss": value, "lr": lr})
+                break
+            hook = "after_loss"
+            _call(callbacks, hook, model, step, value)
+            loss.backward()
+            hook = "after_backward"
+            _call(callbacks, hook, model, step)
+        except StopTraining as stop:
+            stopped = {"epoch": epoch, "step": step, "samples": seen, "hook": hook, "reason": stop.reason}
             break
-        loss.backward()
-        _call(callbacks, "after_backward", model, step)
         optimizer.step()
         if kind == "advance":
-            scheduler.advance(batch)
+            scheduler.advance(size)
         elif kind == "step" and scheduler_interval == "step":
             scheduler.step()
-        seen += batch
+        seen += size
+        record = {"step": step, "samples": seen, "loss": value, "lr": lr}
         if trace is not None:
-            trace.steps.append({"step": step, "samples": seen, "loss": value, "lr": lr})
-        total += value * batch
-        n += batch
+            trace.steps.append(record)
+        total += value * size
+        n += size
         n_steps += 1
         step += 1
         if progress_bar is not None:
             progress_bar.update(1)
-            if n_steps % 10 == 1:
+            if n_steps % 10 == 1 and callable(getattr(progress_bar, "set_postfix", None)):
                 progress_bar.set_postfix(epoch=epoch, loss=f"{value:.4f}", lr=f"{lr:.3g}", refresh=False)
-    if n == 0 and diverged_at is None:
+        try:
+            _call(callbacks, "after_step", model, step - 1, record)
+        except StopTraining as stop:
+            stopped = {"epoch": epoch, "step": step, "samples": seen, "hook": "after_step", "reason": stop.reason}
+            break
+    if n == 0 and diverged_at is None and stopped is None:
         raise ValueError("the training loader yielded no batches")
     return {
-        "train_loss": total / n if diverged_at is None else math.nan,
+        "train_loss": total / n if diverged_at is None and n else math.nan,
         "samples": n,
         "steps": n_steps,
         "lr": lr,
         "diverged": diverged_at is not None,
         "diverged_at": diverged_at,
+        "stopped": stopped,
     }
 
 
@@ -597,12 +785,33 @@ def _samples_per_epoch(loader: Any) -> int | None:
     return n
 
 
-def _progress_on(progress: Any, total_steps: int | None) -> bool:
+def progress_enabled(progress: Any, total_steps: int | None) -> bool:
+    """The library's one progress switch: True, False, or ``"auto"`` (on for runs of more than
+    :data:`PROGRESS_AUTO_STEPS` optimizer steps; off when the number of steps is unknown)."""
     if isinstance(progress, bool):
         return progress
     if progress == "auto":
         return total_steps is not None and total_steps > PROGRESS_AUTO_STEPS
     raise ValueError(f"progress must be True, False or 'auto', got {progress!r}")
+
+
+def progress_bar(progress: Any, total_steps: int | None, desc: str = "training") -> Any:
+    """A ``tqdm.auto`` bar of ``total_steps`` steps when :func:`progress_enabled` says so, else None.
+
+    ``progress`` may also be a bar already made (anything with ``update``): it is returned as it is,
+    so that several runs can share one bar.
+    """
+    if _is_bar(progress):
+        return progress
+    if not progress_enabled(progress, total_steps):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_steps, desc=desc, unit="step", leave=False)
+
+
+def _is_bar(progress: Any) -> bool:
+    return not isinstance(progress, bool | str) and callable(getattr(progress, "update", None))
 
 
 def fit(
@@ -613,9 +822,10 @@ def fit(
     scheduler: Any = None,
     *,
     loss_fn: nn.Module | None = None,
+    batch_loss: Callable[[nn.Module, Any], torch.Tensor] | None = None,
     device: Any = "auto",
     callbacks: Sequence[Callback] = (),
-    progress: bool | str = "auto",
+    progress: Any = "auto",
     scheduler_interval: str = "step",
     trace: Trace | None = None,
 ) -> Trace:
@@ -631,23 +841,30 @@ def fit(
             (``scheduler_interval="step"``) or once per epoch (``"epoch"``; ``ReduceLROnPlateau`` gets
             the test loss); or any object with ``advance(n_samples)``, told each batch's size after
             every optimizer step (sample-indexed schedules).
-        loss_fn: default ``nn.BCEWithLogitsLoss()``.
-        device: ``"auto"`` (GPU when there is one), ``"cpu"``, ``"cuda"``.
-        callbacks: :class:`Callback` objects.
+        loss_fn: default ``nn.BCEWithLogitsLoss()``, called as ``loss_fn(model(x), y)`` on each ``(x, y)``.
+        batch_loss: instead of forward + ``loss_fn``, a function ``(model, batch) -> loss tensor`` for
+            batches that are not ``(x, y)`` pairs (e.g. contrastive pairs); the batch's size is the
+            length of its first tensor. Use it with a test loader of None.
+        device: ``"auto"`` (GPU when there is one), ``"cpu"``, ``"cuda"``, or None (the device the
+            model's parameters are on).
+        callbacks: :class:`Callback` objects (see there for the hooks).
         progress: a ``tqdm.auto`` progress bar: True, False, or ``"auto"`` (only for runs of more than
-            ``PROGRESS_AUTO_STEPS`` = 300 optimizer steps).
+            ``PROGRESS_AUTO_STEPS`` = 300 optimizer steps); or a bar already made, to share it.
         trace: continue this trace (epochs and steps keep counting) instead of starting a new one.
 
-    A NaN/inf loss stops the run: the last record gets ``diverged: True`` and NaN losses,
-    ``trace.diverged`` is True and ``trace.message`` explains. Nothing is raised.
+    Divergence: a NaN/inf loss (:func:`is_divergent`) stops the run before that batch touches the
+    weights: the last record gets ``diverged: True`` and NaN losses, ``trace.diverged`` is True and
+    ``trace.message`` explains. Nothing is raised.
+
+    Stopping early: any callback hook but ``on_train_end`` may ``raise StopTraining(reason)``; the run
+    then ends where the hook was called (:class:`StopTraining` says exactly where), ``trace.stopped``
+    is True and ``trace.stopped_at`` tells when and why. ``on_train_end`` runs in both cases; any
+    other exception propagates unchanged (the progress bar is closed first).
     """
     _check_model(model)
     train_loader, test_loader = _split_loaders(loaders)
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    epochs = int(epochs)
+    check_instance(optimizer, "optimizer", torch.optim.Optimizer, "a torch.optim.Optimizer")
+    epochs = check_int(epochs, "epochs", low=1)
     kind = _check_scheduler(scheduler, optimizer, scheduler_interval)
     callbacks = _check_callbacks(callbacks)
     if trace is not None and not isinstance(trace, Trace):
@@ -656,7 +873,9 @@ def fit(
         raise ValueError(
             "this trace ended in divergence; start a new run (trace=None) with a smaller learning rate"
         )
-    dev = pick_device(device)
+    if not _is_bar(progress):
+        progress_enabled(progress, None)  # validates it before anything runs
+    dev = _model_device(model) if device is None else pick_device(device)
     model.to(dev)
     loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
     try:
@@ -666,6 +885,7 @@ def fit(
     total_steps = None if steps_per_epoch is None else steps_per_epoch * epochs
 
     trace = Trace() if trace is None else trace
+    trace.stopped, trace.stopped_at = False, None
     trace.config.update(
         {
             "optimizer": type(optimizer).__name__,
@@ -679,20 +899,23 @@ def fit(
     )
     start_seconds = float(trace.epochs[-1]["seconds"]) if trace.epochs else 0.0
     t0 = time.perf_counter()
-    bar = None
-    if _progress_on(progress, total_steps):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, desc="training", unit="step", leave=False)
-    _call(callbacks, "on_train_begin", model, trace)
+    bar = progress_bar(progress, total_steps)
+    own_bar = bar is not None and bar is not progress
+    stopped = None
     try:
-        for _ in range(epochs):
+        try:
+            _call(callbacks, "on_train_begin", model, trace)
+        except StopTraining as stop:
+            stopped = {"epoch": len(trace.epochs), "step": len(trace.steps), "samples": trace.samples,
+                       "hook": "on_train_begin", "reason": stop.reason}
+        for _ in range(epochs if stopped is None else 0):
             epoch = len(trace.epochs) + 1
             stats = train_one_epoch(
                 model,
                 train_loader,
                 optimizer,
                 loss_fn=loss_fn,
+                batch_loss=batch_loss,
                 device=dev,
                 scheduler=scheduler,
                 scheduler_interval=scheduler_interval,
@@ -701,15 +924,17 @@ def fit(
                 epoch=epoch,
                 progress_bar=bar,
             )
-            if stats["diverged"]:
+            stopped = stats["stopped"]
+            if stopped is not None and stats["steps"] == 0:
+                break  # stopped before this epoch's first step: no record for it
+            if stats["diverged"] or test_loader is None:
                 test_loss, test_acc = math.nan, math.nan
-            elif test_loader is not None:
-                test_loss, test_acc = evaluate(model, test_loader, loss_fn=loss_fn, device=dev)
             else:
-                test_loss, test_acc = math.nan, math.nan
-            if kind == "plateau" and not stats["diverged"]:
+                test_loss, test_acc = evaluate(model, test_loader, loss_fn=loss_fn, device=dev)
+            complete = not stats["diverged"] and stopped is None
+            if kind == "plateau" and complete:
                 scheduler.step(test_loss if math.isfinite(test_loss) else stats["train_loss"])
-            elif kind == "step" and scheduler_interval == "epoch" and not stats["diverged"]:
+            elif kind == "step" and scheduler_interval == "epoch" and complete:
                 scheduler.step()
             record = {
                 "epoch": epoch,
@@ -723,34 +948,32 @@ def fit(
             }
             if stats["diverged"]:
                 record["diverged"] = True
+            if stopped is not None:
+                record["stopped"] = True
             trace.epochs.append(record)
-            _call(callbacks, "on_epoch_end", epoch, record, trace)
+            try:
+                _call(callbacks, "on_epoch_end", epoch, record, trace)
+            except StopTraining as stop:
+                if stopped is None:
+                    stopped = {"epoch": epoch, "step": len(trace.steps), "samples": trace.samples,
+                               "hook": "on_epoch_end", "reason": stop.reason}
             if stats["diverged"]:
-                at = stats["diverged_at"]
-                trace.diverged, trace.diverged_at = True, at
-                trace.message = (
-                    f"Diverged: the loss became {at['loss']} at epoch {at['epoch']}, step {at['step']} "
-                    f"(lr {at['lr']:.3g}, after {at['samples']} samples); training stopped. "
-                    "The learning rate is probably too high: try a smaller one (e.g. 10x smaller)."
-                )
+                trace.mark_diverged(stats["diverged_at"])
                 break
-        if not trace.diverged:
-            f = trace.final
-            trace.message = (
-                f"Finished {len(trace.epochs)} epochs: loss {f['train_loss']:.4f}, "
-                f"test accuracy {f['test_acc']:.3f} ({f['seconds']:.1f} s)."
-            )
+            if stopped is not None:
+                break
+        if stopped is not None and not trace.diverged:
+            trace.mark_stopped(stopped)
+        elif not trace.diverged:
+            trace.mark_finished()
     finally:
-        if bar is not None:
+        if own_bar:
             bar.close()
     _call(callbacks, "on_train_end", model, trace)
     return trace
 
 
 # --------------------------------------------------------------------------------------------- recipe
-OPTIMIZERS = ("sgd", "adam")
-
-
 @dataclass(frozen=True)
 class Recipe:
     """The settings of a training run on the tutorial task (see :func:`default_recipe`)."""
@@ -763,23 +986,17 @@ class Recipe:
     epochs: int = 10
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.momentum, int | float) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_real(self.lr, "lr", low=0, low_open=True)
+        check_real(self.momentum, "momentum", low=0, high=1, high_open=True)
         for name in ("batch_size", "hidden", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(getattr(self, name), name, low=1)
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer this recipe names, on ``model.parameters()``."""
         _check_model(model)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(model.parameters(), lr=self.lr)
-        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
+        momentum = self.momentum if self.optimizer == "sgd" else 0.0  # Adam's momentum lives in its betas
+        return make_optimizer(self.optimizer, model.parameters(), self.lr, momentum=momentum)
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with some settings changed, e.g. ``default_recipe().replace(lr=1.0)``."""
@@ -819,9 +1036,6 @@ def run_recipe(
     The model's initial weights come from ``seed`` too, so the run is reproducible. ``scheduler``, if
     given, is a function ``optimizer -> scheduler``.
     """
-    from lrlab.data import load_task
-    from lrlab.models import MLP
-
     recipe = (recipe or default_recipe()).replace(**changes) if changes else (recipe or default_recipe())
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe must be a Recipe, got {type(recipe).__name__}")

@@ -10,6 +10,8 @@ Everything the widget shows is also available as plain Python, for tests and for
     ex.controls["lr"].value = 0.05      # what dragging the slider does
     ex.schedule                          # Cosine(lr=0.05, total=1000, floor=0.0)
     x, y = ex.curve()                    # the plotted points
+
+imports: args, schedules, plotting.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ipywidgets as W
 import numpy as np
 
 from lrlab import schedules as S
+from lrlab.args import check_int
 from lrlab.plotting import plot_schedule, schedule_grid
 
 
@@ -75,8 +78,12 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Strategy:
-    """A named LR strategy for the explorer: its controls and how to build the schedule from them."""
+class SchedulePreset:
+    """One entry of the explorer's dropdown: a named LR schedule, its controls and how to build it.
+
+    (Not to be confused with :class:`lrlab.sweep.Strategy`, a recipe ``(peak_lr, budget) -> schedule``
+    that the sweep trains with.)
+    """
 
     name: str
     params: tuple[Param, ...]
@@ -112,41 +119,41 @@ def _seed000(v: Mapping[str, Any]) -> S.Schedule:
     return S.Piecewise([(t, lr * scale) for t, lr in S.SEED000_POINTS], unit="sample")
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
-    Strategy("constant", (LR, TOTAL), lambda v: S.Constant(v["lr"])),
-    Strategy("step decay", (LR, TOTAL, Param("step_size", "int", 300, 10, 2000, 10, description="step size"),
+SCHEDULE_PRESETS: dict[str, SchedulePreset] = {s.name: s for s in [
+    SchedulePreset("constant", (LR, TOTAL), lambda v: S.Constant(v["lr"])),
+    SchedulePreset("step decay", (LR, TOTAL, Param("step_size", "int", 300, 10, 2000, 10, description="step size"),
                             Param("gamma", "float", 0.5, 0.05, 1.0, 0.05)),
              lambda v: S.StepDecay(v["lr"], v["step_size"], v["gamma"])),
-    Strategy("multistep", (LR, TOTAL, Param("first", "int", 500, 10, 5000, 10, description="1st milestone"),
+    SchedulePreset("multistep", (LR, TOTAL, Param("first", "int", 500, 10, 5000, 10, description="1st milestone"),
                            Param("second", "int", 800, 10, 5000, 10, description="2nd milestone"),
                            Param("gamma", "float", 0.1, 0.05, 1.0, 0.05)),
              lambda v: S.MultiStep(v["lr"], [v["first"], v["second"]], v["gamma"])),
-    Strategy("exponential", (LR, TOTAL, Param("gamma", "float", 0.997, 0.99, 1.0, 0.0005)),
+    SchedulePreset("exponential", (LR, TOTAL, Param("gamma", "float", 0.997, 0.99, 1.0, 0.0005)),
              lambda v: S.Exponential(v["lr"], v["gamma"])),
-    Strategy("polynomial", (LR, TOTAL, Param("power", "float", 2.0, 0.25, 4.0, 0.25), FLOOR),
+    SchedulePreset("polynomial", (LR, TOTAL, Param("power", "float", 2.0, 0.25, 4.0, 0.25), FLOOR),
              lambda v: S.Polynomial(v["lr"], v["total"], v["power"], _floor(v))),
-    Strategy("cosine", (LR, TOTAL, FLOOR), lambda v: S.Cosine(v["lr"], v["total"], _floor(v))),
-    Strategy("warmup + cosine", (LR, TOTAL, WARMUP, FLOOR), _warmup_cosine),
-    Strategy("cosine restarts", (LR, TOTAL, Param("period", "int", 100, 10, 2000, 10),
+    SchedulePreset("cosine", (LR, TOTAL, FLOOR), lambda v: S.Cosine(v["lr"], v["total"], _floor(v))),
+    SchedulePreset("warmup + cosine", (LR, TOTAL, WARMUP, FLOOR), _warmup_cosine),
+    SchedulePreset("cosine restarts", (LR, TOTAL, Param("period", "int", 100, 10, 2000, 10),
                                  Param("mult", "int", 2, 1, 3), FLOOR),
              lambda v: S.CosineRestarts(v["lr"], v["period"], v["mult"], _floor(v))),
-    Strategy("WSD", (LR, TOTAL, WARMUP, Param("decay", "int", 200, 10, 5000, 10, description="decay steps"),
+    SchedulePreset("WSD", (LR, TOTAL, WARMUP, Param("decay", "int", 200, 10, 5000, 10, description="decay steps"),
                      FLOOR, Param("shape", "choice", "linear", options=S.WSD_SHAPES)),
              lambda v: S.WSD(v["lr"], v["total"], v["warmup"], v["decay"], _floor(v), v["shape"])),
-    Strategy("one-cycle", (LR, TOTAL, Param("pct_start", "float", 0.3, 0.05, 0.95, 0.05),
+    SchedulePreset("one-cycle", (LR, TOTAL, Param("pct_start", "float", 0.3, 0.05, 0.95, 0.05),
                            Param("anneal", "choice", "cos", options=S.ONE_CYCLE_ANNEALS),
                            Param("div_factor", "log", 25.0, 0, 3, description="div factor"),
                            Param("final_div_factor", "log", 1e4, 0, 6, description="final div factor"),
                            Param("three_phase", "bool", False, description="three phases")),
              lambda v: S.OneCycle(v["lr"], v["total"], v["pct_start"], v["anneal"], v["div_factor"],
                                   v["final_div_factor"], v["three_phase"])),
-    Strategy("cyclic", (Param("base_lr", "log", 0.01, -4, 0, description="base lr"),
+    SchedulePreset("cyclic", (Param("base_lr", "log", 0.01, -4, 0, description="base lr"),
                         Param("lr", "log", 0.1, -4, 0, description="max lr"), TOTAL,
                         Param("step_size_up", "int", 100, 5, 1000, 5, description="steps up"),
                         Param("mode", "choice", "triangular", options=S.CYCLIC_MODES),
                         Param("gamma", "float", 0.998, 0.99, 1.0, 0.0005, description="gamma (exp_range)")),
              lambda v: S.Cyclic(v["base_lr"], v["lr"], v["step_size_up"], mode=v["mode"], gamma=v["gamma"])),
-    Strategy("seed 000 (samples)", (Param("peak", "log", 5e-5, -6, -2, description="peak lr"),), _seed000,
+    SchedulePreset("seed 000 (samples)", (Param("peak", "log", 5e-5, -6, -2, description="peak lr"),), _seed000,
              note="sample-indexed: the same curve whatever the batch size",
              total=lambda v: S.SEED000_TOTAL),
 ]}
@@ -163,19 +170,17 @@ class ScheduleExplorer(W.VBox):
     ``ax`` and ``image`` (the PNG widget shown).
     """
 
-    def __init__(self, strategy: str = "warmup + cosine", *, strategies: Mapping[str, Strategy] | None = None,
+    def __init__(self, strategy: str = "warmup + cosine", *, presets: Mapping[str, SchedulePreset] | None = None,
                  points: int = 600, dpi: int = 80) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        self.strategies = dict(STRATEGIES if strategies is None else strategies)
-        if not self.strategies:
-            raise ValueError("strategies must hold at least one Strategy")
-        if strategy not in self.strategies:
-            raise ValueError(f"strategy must be one of {list(self.strategies)}, got {strategy!r}")
-        if isinstance(points, bool) or not isinstance(points, int) or points < 10:
-            raise ValueError(f"points must be an integer >= 10, got {points!r}")
-        self.points, self.dpi = points, dpi
+        self.presets = dict(SCHEDULE_PRESETS if presets is None else presets)
+        if not self.presets:
+            raise ValueError("presets must hold at least one SchedulePreset")
+        if strategy not in self.presets:
+            raise ValueError(f"strategy must be one of {list(self.presets)}, got {strategy!r}")
+        self.points, self.dpi = check_int(points, "points", low=10), dpi
         self.controls: dict[str, W.ValueWidget] = {}
         self.schedule: S.Schedule | None = None
         self.error = ""
@@ -188,7 +193,7 @@ class ScheduleExplorer(W.VBox):
         self.figure.subplots_adjust(left=0.11, right=0.97, bottom=0.15, top=0.9)  # fixed: no layout pass per draw
         FigureCanvasAgg(self.figure)
         self.ax = self.figure.add_subplot()
-        self.dropdown = W.Dropdown(options=list(self.strategies), value=strategy, description="strategy",
+        self.dropdown = W.Dropdown(options=list(self.presets), value=strategy, description="strategy",
                                    style={"description_width": "9em"}, layout=W.Layout(width="26em"))
         self.logy = W.Checkbox(value=False, description="log scale", indent=False)
         self.controls_box = W.VBox()
@@ -208,8 +213,8 @@ class ScheduleExplorer(W.VBox):
 
     @strategy.setter
     def strategy(self, name: str) -> None:
-        if name not in self.strategies:
-            raise ValueError(f"strategy must be one of {list(self.strategies)}, got {name!r}")
+        if name not in self.presets:
+            raise ValueError(f"strategy must be one of {list(self.presets)}, got {name!r}")
         self.dropdown.value = name
 
     def values(self) -> dict[str, Any]:
@@ -243,7 +248,7 @@ class ScheduleExplorer(W.VBox):
         self._build_controls()
 
     def _build_controls(self) -> None:
-        spec = self.strategies[self.strategy]
+        spec = self.presets[self.strategy]
         old = self.values()
         for c in self.controls.values():
             c.unobserve(self._update, names="value")
@@ -258,7 +263,7 @@ class ScheduleExplorer(W.VBox):
     def _update(self, _change: Any = None) -> None:
         if self._holding:
             return
-        spec = self.strategies[self.strategy]
+        spec = self.presets[self.strategy]
         values = self.values()
         try:
             schedule = spec.build(values)
@@ -285,10 +290,10 @@ def schedule_explorer(strategy: str = "warmup + cosine", **kwargs: Any) -> Sched
     parameters (rebuilt when the strategy changes), and the curve, redrawn on every change.
 
     Display it by making it the last expression of a cell. ``strategy`` is the one shown first (see
-    ``lrlab.widgets.STRATEGIES`` for the names). Invalid combinations (e.g. a warmup longer than the
+    ``lrlab.widgets.SCHEDULE_PRESETS`` for the names). Invalid combinations (e.g. a warmup longer than the
     run) show a message under the plot and keep the last valid curve.
     """
     return ScheduleExplorer(strategy, **kwargs)
 
 
-__all__ = ["Param", "Strategy", "STRATEGIES", "ScheduleExplorer", "schedule_explorer", "schedule_grid"]
+__all__ = ["Param", "SCHEDULE_PRESETS", "SchedulePreset", "ScheduleExplorer", "schedule_explorer", "schedule_grid"]
