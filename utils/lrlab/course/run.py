@@ -1,7 +1,7 @@
 """``lrlab run``: execute notebooks headless with papermill, each request checked before anything runs.
 
-Imports: the standard library, :mod:`lrlab.course.layout` / :mod:`lrlab.course.errors`, and inside the functions
-nbformat, papermill and the library's :mod:`lrlab.device` (PyTorch).
+Imports: the standard library, :mod:`lrlab.args`, :mod:`lrlab.course.layout` / :mod:`lrlab.course.errors`, and inside
+the functions nbformat, papermill and the library's :mod:`lrlab.device` (PyTorch).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lrlab.args import check_int
 from lrlab.course.errors import CourseError
 from lrlab.course.layout import course_notebooks, relative_path
 
@@ -79,8 +80,10 @@ def run_notebooks(root: Path, *, device: str = "auto", jobs: int = 1, params: Se
         resolved = pick_device(device)
     except ValueError as err:
         raise CourseError(str(err)) from None
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise CourseError(f"--jobs must be a positive integer, got {jobs!r}")
+    try:
+        check_int(jobs, "--jobs", low=1)
+    except ValueError as err:
+        raise CourseError(str(err)) from None
     paths = [Path(n).resolve() for n in notebooks] if notebooks else course_notebooks(root)
     if not paths:
         raise CourseError("no notebooks to run")
