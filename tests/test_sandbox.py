@@ -419,3 +419,30 @@ def test_fork_probe_is_bounded_and_learner_code_is_never_root():
         assert _processes_of(int(uid)) == []  # the box is gone, and its probe processes with it
     else:
         assert int(uid) == os.getuid()
+
+
+USERNS_PROBE = """
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+pid = os.fork()
+if pid == 0:  # in a child, so that a success changes nothing of the probe itself
+    rc = libc.unshare(0x10000000)  # CLONE_NEWUSER
+    os._exit(0 if rc == 0 else 100 + ctypes.get_errno())
+print("unshare", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+seen = []
+thread = threading.Thread(target=seen.append, args=("thread",))
+thread.start()
+thread.join()
+print(seen[0], subprocess.run(["true"]).returncode)
+"""
+
+
+@needs_box
+def test_no_user_namespace_can_be_made_in_the_box():
+    """In a user namespace of its own, code could mount a tmpfs of any size: the box forbids making one
+    (bubblewrap's --disable-userns, or a seccomp filter), while threads and subprocesses still work."""
+    result = py(USERNS_PROBE, sb.Sandbox(limits=sb.Limits(wall_s=30)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] in ("unshare 101", "unshare 128")  # EPERM, or ENOSPC (bubblewrap's user namespace limit)
+    assert lines[1] == "thread 0"

@@ -20,6 +20,9 @@ leave a process behind that keeps running. This module puts such code in a box b
   without a user namespace and the command drops to an unprivileged uid of its own
   (:func:`box_uid`) before it starts, so ``RLIMIT_NPROC`` (which Linux does not apply to root)
   holds and the box's processes cannot touch another box's;
+* no new user namespace can be made in the box (in one, code could mount a tmpfs of any size):
+  bubblewrap's ``--disable-userns``, or, when root starts the box or bubblewrap lacks that option,
+  a seccomp filter the launcher installs (x86-64 and arm64);
 * resource limits set inside the box before the command starts (:class:`Limits`): CPU seconds,
   memory, processes, file size, open files; the caller adds a wall-clock limit and kills the box.
 
@@ -175,6 +178,30 @@ if drop:  # started by root: hand the writable places to the box's own uid, then
     os.setresuid(uid, uid, uid)
     if os.getuid() == 0 or os.geteuid() == 0:
         sys.exit("lrlab sandbox: could not drop root")
+if spec.get("no_userns"):  # no new user namespace (in one, a tmpfs of any size could be mounted)
+    import ctypes, platform, struct
+    known = {"x86_64": (0xC000003E, 272, 56), "aarch64": (0xC00000B7, 97, 220)}
+    if platform.machine() not in known:
+        sys.exit(f"lrlab sandbox: cannot forbid user namespaces on {platform.machine()}; grade as an "
+                 "ordinary user with bubblewrap 0.8 or later (--disable-userns)")
+    arch, unshare_nr, clone_nr = known[platform.machine()]
+    def op(code, k, jt=0, jf=0):
+        return struct.pack("HBBI", code, jt, jf, k)
+    ret, ld, jeq, jge, jset = 0x06, 0x20, 0x15, 0x35, 0x45
+    allow, eperm, enosys = 0x7FFF0000, 0x00050001, 0x00050026
+    prog = b"".join([
+        op(ld, 4), op(jeq, arch, 1, 0), op(ret, eperm),           # another ABI: refuse everything
+        op(ld, 0), op(jge, 0x40000000, 0, 1), op(ret, enosys),    # x32 system calls
+        op(jeq, 435, 0, 1), op(ret, enosys),                      # clone3: flags unreadable; libc falls back
+        op(jeq, unshare_nr, 1, 0), op(jeq, clone_nr, 0, 3),
+        op(ld, 16), op(jset, 0x10000000, 0, 1), op(ret, eperm),   # CLONE_NEWUSER
+        op(ret, allow),
+    ])
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
+        sys.exit(f"lrlab sandbox: could not forbid user namespaces (errno {ctypes.get_errno()})")
 os.chdir(work)
 for name, value in spec["rlimits"]:
     kind = getattr(resource, name, None)
@@ -384,6 +411,8 @@ class Sandbox:
             args += [*_parents(runtime), "--perms", "0700", *_size_flag(self.limits.runtime_bytes),
                      "--tmpfs", str(runtime)]
             spec |= {"runtime": str(runtime), "runtime_seed": RUNTIME_SEED}
+        if as_root or "--disable-userns" not in _bwrap_help():
+            spec["no_userns"] = True
         if as_root:
             tree = [home] + ([str(runtime)] if runtime is not None else [])
             spec["drop"] = {"uid": box_uid(), "tree": tree + [str(p) for p in writable], "top": []}
