@@ -446,3 +446,44 @@ def test_no_user_namespace_can_be_made_in_the_box():
     lines = result.stdout.split("\n")
     assert lines[0] in ("unshare 101", "unshare 128")  # EPERM, or ENOSPC (bubblewrap's user namespace limit)
     assert lines[1] == "thread 0"
+
+
+@needs_box
+def test_a_jupyter_kernel_keeps_its_sockets_in_the_runtime_folder_inside_the_box(tmp_path):
+    """How the grader's kernel manager uses ``runtime``: the connection file is written to a host folder,
+    the kernel binds its sockets in the box's private copy of it, and the client connects through a
+    link to :func:`box_path`. Nothing the kernel writes lands in the host folder."""
+    from jupyter_client import KernelManager
+
+    rundir = tmp_path / "r"
+    rundir.mkdir()
+    box = sb.Sandbox(limits=sb.Limits(wall_s=120), hidden=(ROOT, Path.home()))
+
+    class BoxKM(KernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return box.wrap(super().format_kernel_cmd(extra_arguments), runtime=rundir)
+
+    km = BoxKM(kernel_name="python3", transport="ipc", ip=str(rundir / "k"),
+               connection_file=str(rundir / "kernel.json"))
+    km.start_kernel()
+    process = km.provisioner.process
+    try:
+        link = rundir / "box"
+        link.symlink_to(sb.box_path(process.pid, rundir))
+        km.ip = str(link / "k")  # the client side only: the kernel already read its connection file
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        printed = []
+        reply = kc.execute_interactive(
+            f"import os\nopen({str(rundir / 'junk')!r}, 'wb').write(b'x' * 1000)\n"
+            f"print(os.getuid(), sorted(n for n in os.listdir({str(rundir)!r}) if n.startswith('k')))",
+            timeout=60, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok"
+        uid, sockets = "".join(printed).split(" ", 1)
+        assert "k-" in sockets and (int(uid) != 0 or os.geteuid() != 0)
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+        sb.kill_box(process)
+    assert {p.name for p in rundir.iterdir()} <= {"box", "kernel.json"}  # no socket, no junk on the host
