@@ -220,6 +220,7 @@ def test_sanitize_notebook_removes_every_active_part_and_says_so():
     assert nb.metadata == {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                            "language_info": {"name": "python", "version": "3.11.4"}}
     code, md, raw = nb.cells
+    assert nb.metadata.kernelspec.name == "python3" and code.metadata.nbgrader.grade_id == "answer"  # nbgrader style
     assert code.metadata == {"tags": ["ok-tag"], "nbgrader": {"solution": True, "grade": False,
                                                               "grade_id": "answer", "locked": False}}
     html_out, widget, svg, bad_png, png, result, stream, json_out = code.outputs
@@ -294,3 +295,17 @@ def test_rendered_feedback_of_a_sanitized_hostile_notebook_runs_nothing():
     assert sorted(active(page)) == sorted(active(baseline))  # no handler, no active tag of the submission
     assert len(active(raw_page)) > len(active(baseline))
     assert "Answer" in page and "$x^2$" in page
+
+
+def test_the_course_notebooks_pass_through_unchanged():
+    """What the instructor wrote (markdown with LaTeX, code, nbgrader metadata) is not touched."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted(root.glob("source/*/*.ipynb")) + sorted(root.glob("release/*/*.ipynb"))
+    assert paths
+    for path in paths:
+        nb = nbformat.read(str(path), as_version=4)
+        before = copy.deepcopy(nb)
+        assert gc.sanitize_notebook(nb) == [], path
+        assert nb == before, path

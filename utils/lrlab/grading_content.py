@@ -28,7 +28,8 @@ instructor's Jupyter session. :func:`sanitize_notebook` removes it, in place, an
   could break out of an attribute are replaced.
 * **attachments** keep only PNG/JPEG/GIF images in strict base64 under safe names.
 
-This module is pure (no I/O); it only reads and changes the notebook it is given.
+This module is pure (no I/O); it only reads and changes the notebook it is given. It imports bleach
+and nbformat, nothing of ``lrlab``.
 """
 
 from __future__ import annotations
@@ -400,7 +401,8 @@ def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = No
         raise ValueError("sanitize_notebook needs an nbformat v4 notebook (a mapping with a 'cells' list)")
     new_id = new_id or (lambda: uuid.uuid4().hex[:8])
     notes: list[str] = []
-    nb["metadata"], more = sanitize_notebook_metadata(nb.get("metadata", {}))
+    metadata, more = sanitize_notebook_metadata(nb.get("metadata", {}))
+    nb["metadata"] = from_dict(metadata)  # attribute access (nb.metadata.kernelspec) keeps working
     notes += more
     for index, cell in enumerate(nb["cells"]):
         where = _label(cell, index)
@@ -408,7 +410,8 @@ def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = No
         if "id" in cell and not (isinstance(cell["id"], str) and _CELL_ID.match(cell["id"])):
             cell["id"] = new_id()
             notes.append(f"{where}: unsafe cell id replaced")
-        cell["metadata"], more = sanitize_cell_metadata(cell.get("metadata", {}), where)
+        metadata, more = sanitize_cell_metadata(cell.get("metadata", {}), where)
+        cell["metadata"] = from_dict(metadata)
         notes += more
         source = _text(cell.get("source", ""))
         if kind == "code":
@@ -431,7 +434,8 @@ def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = No
             if kind == "raw":
                 cell["metadata"]["format"] = "text/plain"
             if "attachments" in cell:
-                cell["attachments"], more = _sanitize_attachments(cell["attachments"], where)
+                attachments, more = _sanitize_attachments(cell["attachments"], where)
+                cell["attachments"] = from_dict(attachments)
                 notes += more
                 if not cell["attachments"]:
                     del cell["attachments"]
