@@ -171,8 +171,6 @@ if drop:  # started by root: hand the writable places to the box's own uid, then
         for folder, dirs, files in os.walk(top):
             for name in [folder] + [os.path.join(folder, n) for n in dirs + files]:
                 os.lchown(name, uid, uid)
-    for top in drop["top"]:
-        os.lchown(top, uid, uid)
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
@@ -334,8 +332,8 @@ class Sandbox:
                 matplotlib font cache, so that every box does not rebuild it).
             writable: host folders mounted read-write at the same path. Keep them private to this
                 box: what the box writes there lands on the host with no size cap (only the file-size
-                limit). When root starts the box, each is handed to the box's uid (``chown``, top
-                level only). Prefer ``runtime`` for a kernel's sockets.
+                limit). When root starts the box, each is handed to the box's uid (``chown``, with
+                its contents). Prefer ``runtime`` for a kernel's sockets.
             env: extra environment variables (see :meth:`environment`).
             runtime: a host folder (e.g. holding a kernel's connection file) that the box sees at the
                 same path as a private ``tmpfs`` of ``Limits.runtime_bytes``, filled with a copy of
@@ -415,7 +413,7 @@ class Sandbox:
             spec["no_userns"] = True
         if as_root:
             tree = [home] + ([str(runtime)] if runtime is not None else [])
-            spec["drop"] = {"uid": box_uid(), "tree": tree + [str(p) for p in writable], "top": []}
+            spec["drop"] = {"uid": box_uid(), "tree": tree + [str(p) for p in writable]}
         for folder in read_only:  # the tmpfs over a hidden folder holds only mount points
             args += ["--remount-ro", folder]
         # nothing else is writable: the root file system and /dev (whose /dev/shm is its own tmpfs)
