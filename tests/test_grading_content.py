@@ -119,6 +119,14 @@ def test_neutralized_tags_still_read_as_text():
     assert "&lt;\u200bimg src=x onerror=alert(1)&gt;" in markdown2html(clean)
 
 
+def test_mathjax_commands_that_style_or_load_code_are_made_inert():
+    text = r"$\require{html}\style{position:fixed;top:0}{\text{x}}\class{jp-Toolbar}{y}\cssId{z}{w}\unicode{x}$"
+    clean, notes = gc.sanitize_markdown(text)
+    assert not re.search(r"\\(require|style|class|cssId|unicode)\{", clean)
+    assert clean.replace(gc.ZWSP, "") == text and notes
+    assert gc.sanitize_markdown(r"$\stylebox \classic \frac{a}{b}$") == (r"$\stylebox \classic \frac{a}{b}$", [])
+
+
 def test_safe_data_images_and_prose_with_a_colon_are_kept():
     text = "![plot](data:image/png;base64,iVBORw0KGgo=) and data: the set, JavaScript is a language"
     assert gc.sanitize_markdown(text) == (text, [])
@@ -236,7 +244,8 @@ def test_sanitize_notebook_removes_every_active_part_and_says_so():
     assert raw.metadata == {"format": "text/plain"} and "<script" not in raw.source
     joined = "\n".join(notes)
     for expected in ("widgets", "application/javascript", "image/svg+xml", "text/latex", "unsafe tag",
-                     "HTML tag(s) neutralized", "unsafe link", "attachment 'b.svg'", "not base64"):
+                     "HTML tag(s) or MathJax command(s) neutralized", "unsafe link", "attachment 'b.svg'",
+                     "not base64"):
         assert expected in joined, expected
 
 

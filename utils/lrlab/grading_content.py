@@ -18,7 +18,9 @@ instructor's Jupyter session. :func:`sanitize_notebook` removes it, in place, an
   so it still reads as ``<`` but no renderer (mistune, marked, a browser) can take it for a tag.
   Links whose scheme is ``javascript:``, ``vbscript:``, ``livescript:`` or ``data:`` (other than a
   PNG/JPEG/GIF/WebP image), however spelled (case, entities, control characters, backslash
-  escapes), are broken.
+  escapes), are broken. MathJax commands that load extensions or set styles, classes or ids
+  (``\\require``, ``\\style``, ``\\class``, ``\\cssId``, ``\\unicode``, ``\\bbox``) get a zero-width space
+  after their backslash and no longer run.
 * **raw cells** become plain text (``format: text/plain``; the HTML exporter does not render them)
   and their source is neutralized like markdown.
 * **metadata**: notebook metadata keeps only ``kernelspec`` and ``language_info`` with plain string
@@ -134,6 +136,8 @@ def block_dangerous_urls(text: str) -> tuple[str, int]:
 
 # -- markdown ------------------------------------------------------------------------------------
 
+#: MathJax commands that load code or set styles, classes or ids in the page (kept readable, made inert).
+_MATHJAX_ACTIVE = re.compile(r"\\(require|style|class|cssId|unicode|bbox|html|data)(?![A-Za-z])")
 _MARKUP_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 _ALLOWED_MD_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\s*/?>")
 
@@ -164,8 +168,10 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
         pos = start + 1
     out.append(text[pos:])
     result, blocked = block_dangerous_urls("".join(out))
+    result, tex = _MATHJAX_ACTIVE.subn(lambda m: "\\" + ZWSP + m.group(1), result)
+    neutralized += tex
     if neutralized:
-        notes.append(f"{neutralized} HTML tag(s) neutralized")
+        notes.append(f"{neutralized} HTML tag(s) or MathJax command(s) neutralized")
     if blocked:
         notes.append(f"{blocked} unsafe link(s) broken")
     return result, notes
