@@ -68,11 +68,22 @@ def test_a_bwrap_that_cannot_make_namespaces_is_reported(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setattr(sb, "bwrap_path", lambda: str(fake))
-    monkeypatch.setattr(sb, "_bwrap_help", lambda: "")
+    monkeypatch.setattr(sb, "_bwrap_help", lambda: "--size BYTES")
     if not sys.platform.startswith("linux"):
         pytest.skip("the namespace check only runs on Linux")
     problem = sb.sandbox_problem.__wrapped__()
     assert "cannot make a sandbox here" in problem and "Permission denied" in problem
+
+
+def test_a_bwrap_that_cannot_cap_tmpfs_sizes_is_refused(monkeypatch):
+    """No box without size caps: an old bubblewrap (no --size) is a reason, not a silent unbounded tmpfs."""
+    monkeypatch.setattr(sb, "bwrap_path", lambda: "/usr/bin/bwrap")
+    monkeypatch.setattr(sb, "_bwrap_help", lambda: "--tmpfs DEST")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the bubblewrap check only runs on Linux")
+    assert sb.sandbox_problem.__wrapped__() == sb.SIZE_PROBLEM
+    with pytest.raises(sb.SandboxUnavailable, match="--size"):
+        sb.Sandbox().wrap(["true"])
 
 
 # -- isolation --------------------------------------------------------------------------------------
@@ -116,7 +127,9 @@ def test_environment_and_lrlab_are_read_only_and_importable():
         "open('answer.txt', 'w').write('ok')\nprint(open('answer.txt').read())\n"
     )
     assert result.returncode == 0, result.stderr
-    assert "WRITABLE" not in result.stdout and result.stdout.count("Read-only file system") == 2
+    # read-only mounts (EROFS), or, when root started the box, files the box's own uid does not own (EACCES)
+    refused = result.stdout.count("Read-only file system") + result.stdout.count("Permission denied")
+    assert "WRITABLE" not in result.stdout and refused == 2
     assert result.stdout.strip().endswith("ok")
 
 
@@ -240,3 +253,260 @@ def test_home_from_seeds_the_home_and_matplotlib_cache_seed(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("seeded")
     assert str(sorted(p.name for p in (seed / ".config" / "matplotlib").iterdir())) in result.stdout
+
+
+# -- size caps on every writable place, the runtime folder, an unprivileged user -------------------
+
+SMALL = sb.Limits(wall_s=60, tmp_bytes=8 * sb.MiB, shm_bytes=4 * sb.MiB, home_bytes=12 * sb.MiB,
+                  runtime_bytes=2 * sb.MiB)
+
+FILL = """
+import os, sys
+for folder in sys.argv[1:]:
+    written, error = 0, None
+    try:
+        with open(os.path.join(folder, "fill.bin"), "wb") as fh:
+            for _ in range(64):  # at most 64 MiB: bounded even if no cap held
+                fh.write(b"x" * 2**20)
+                fh.flush()
+                written += 2**20
+    except OSError as exc:
+        error = exc.errno
+    print(folder, written // 2**20, error)
+    try:
+        os.remove(os.path.join(folder, "fill.bin"))
+    except OSError:
+        pass
+"""
+
+
+@needs_box
+def test_every_writable_place_has_a_size_cap():
+    result = sb.run_in_box([sys.executable, "-c", FILL, "/tmp", "/dev/shm", sb.BOX_HOME, "/", "/dev", "/etc"],
+                    sandbox=sb.Sandbox(limits=SMALL))
+    assert result.returncode == 0, result.stderr
+    got = {line.split()[0]: (int(line.split()[1]), line.split()[2]) for line in result.stdout.splitlines()}
+    assert got["/tmp"][0] <= 8 and got["/tmp"][1] == "28"  # ENOSPC at the cap
+    assert got["/dev/shm"][0] <= 4 and got["/dev/shm"][1] == "28"
+    assert got[sb.BOX_HOME][0] <= 12 and got[sb.BOX_HOME][1] == "28"
+    for folder in ("/", "/dev", "/etc"):  # not writable at all (EROFS, or EACCES for an unprivileged uid)
+        assert got[folder][0] == 0 and got[folder][1] in ("13", "30"), folder
+
+
+@needs_box
+def test_the_box_has_no_writable_mount_without_a_size():
+    """Read the box's own mount table: every read-write file system is a tmpfs with a size."""
+    result = py("print(open('/proc/self/mountinfo').read())", sb.Sandbox(limits=SMALL))
+    assert result.returncode == 0, result.stderr
+    writable = []
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        mount_point, options = fields[4], fields[5].split(",")
+        fstype, super_options = fields[fields.index("-") + 1], fields[fields.index("-") + 3]
+        if "rw" not in options or fstype in ("proc", "devpts") or mount_point.startswith("/dev/") and \
+                fstype == "devtmpfs":
+            continue  # /proc (no files can be made), pty devices, and the device nodes /dev/null etc.
+        writable.append(mount_point)
+        assert fstype == "tmpfs" and "size=" in super_options, line
+    assert sorted(writable) == sorted(["/tmp", "/dev/shm", sb.BOX_HOME])
+
+
+def test_cap_reason_names_the_cap():
+    limits = sb.Limits()
+    assert sb.cap_reason("OSError: [Errno 28] No space left on device: '/tmp/x.bin'", limits) == (
+        "the code filled /tmp of its sandbox (capped at 256 MB)")
+    assert "/dev/shm" in sb.cap_reason("[Errno 28] No space left on device: '/dev/shm/t'")
+    assert "home folder" in sb.cap_reason(f"[Errno 28] No space left on device: '{sb.BOX_HOME}/work/a'")
+    assert "runtime folder" in sb.cap_reason("[Errno 28] No space left on device: '/r/k/x'", runtime="/r/k")
+    assert "size-capped" in sb.cap_reason("write failed: No space left on device")
+    assert "(/usr/x)" in sb.cap_reason("[Errno 30] Read-only file system: '/usr/x'")
+    assert "64 MB" in sb.cap_reason("died of SIGXFSZ")
+    assert sb.cap_reason("ValueError: bad") is None
+    with pytest.raises(ValueError, match="must be a str"):
+        sb.cap_reason(None)
+
+
+@needs_box
+def test_a_full_cap_is_the_reason_of_a_run():
+    result = py("open('/tmp/big', 'wb').write(b'x' * 20 * 2**20)", sb.Sandbox(limits=SMALL))
+    assert result.returncode != 0 and "No space left on device" in result.stderr
+    assert result.limit_reason == "the code filled a size-capped folder of its sandbox (no space left on device)"
+    result = py("import shutil\nshutil.copyfile('/dev/zero', '/dev/shm/z')", sb.Sandbox(limits=SMALL))
+    assert result.limit_reason == "the code filled /dev/shm of its sandbox (capped at 4 MB)", result.stderr
+
+
+SERVE = """
+import os, socket, sys
+runtime = sys.argv[1]
+print(sorted(os.listdir(runtime)), flush=True)
+written = 0
+try:
+    with open(os.path.join(runtime, "fill"), "wb") as fh:
+        for _ in range(16):
+            fh.write(b"x" * 2**20); fh.flush(); written += 1
+except OSError as exc:
+    print("full", written, exc.errno, flush=True)
+os.remove(os.path.join(runtime, "fill"))
+server = socket.socket(socket.AF_UNIX)
+server.bind(os.path.join(runtime, "k-1"))
+server.listen(1)
+print("listening", flush=True)
+server.settimeout(20)
+conn, _ = server.accept()
+conn.sendall(b"hello from the box " + open(os.path.join(runtime, "kernel.json"), "rb").read())
+conn.close()
+"""
+
+
+@needs_box
+def test_runtime_folder_is_a_capped_tmpfs_inside_the_box_reached_through_box_path(tmp_path):
+    import subprocess
+
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    (runtime / "kernel.json").write_text('{"ip": "k"}')
+    box = sb.Sandbox(limits=SMALL, hidden=(ROOT, Path.home()))
+    cmd = box.wrap([sys.executable, "-c", SERVE, str(runtime)], runtime=runtime)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "['kernel.json']"  # the host's files, copied in
+        full = proc.stdout.readline().split()
+        assert full[0] == "full" and int(full[1]) <= 2 and full[2] == "28"  # capped at 2 MiB
+        assert proc.stdout.readline().strip() == "listening"
+        path = sb.box_path(proc.pid, runtime / "k-1")
+        assert str(path).startswith("/proc/")
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(10)
+        client.connect(str(path))
+        assert client.recv(100) == b'hello from the box {"ip": "k"}'
+        client.close()
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    finally:
+        sb.kill_box(proc)
+        proc.wait()
+    assert sorted(p.name for p in runtime.iterdir()) == ["kernel.json"]  # nothing reached the host folder
+    with pytest.raises(ValueError, match="must be absolute"):
+        sb.box_path(os.getpid(), "relative")
+    with pytest.raises(ValueError, match="no box process"):
+        sb.box_path(os.getpid(), "/x", timeout=0.1)
+
+
+FORK_PROBE = """
+import os, time
+made, error = 0, None
+deadline = time.monotonic() + 5
+for _ in range(300):  # bounded whatever the limits: 300 forks, 5 s, children exit after 3 s
+    if time.monotonic() > deadline:
+        break
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        error = exc.errno
+        break
+    if pid == 0:
+        time.sleep(3)
+        os._exit(0)
+    made += 1
+print(os.getuid(), os.geteuid(), made, error, flush=True)
+"""
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
+            if line and int(line.split()[1]) == uid:
+                found.append(int(entry))
+    return found
+
+
+@needs_box
+def test_fork_probe_is_bounded_and_learner_code_is_never_root():
+    """As root (the grader in a container), the box's command runs as a uid of its own, so the process
+    limit holds; as an ordinary user the limit holds anyway. Every probe process ends with the box."""
+    limits = sb.Limits(wall_s=30, processes=16)
+    result = py(FORK_PROBE, sb.Sandbox(limits=limits, hidden=(ROOT, Path.home())))
+    assert result.returncode == 0, result.stderr
+    uid, euid, made, error = result.stdout.split()
+    assert int(made) < 16 and error == "11"  # EAGAIN: RLIMIT_NPROC stopped the probe
+    assert uid == euid and int(uid) != 0
+    if os.geteuid() == 0:
+        assert sb.BOX_UID_BASE <= int(uid) < sb.BOX_UID_BASE + sb.BOX_UID_SPAN
+        assert _processes_of(int(uid)) == []  # the box is gone, and its probe processes with it
+    else:
+        assert int(uid) == os.getuid()
+
+
+USERNS_PROBE = """
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+pid = os.fork()
+if pid == 0:  # in a child, so that a success changes nothing of the probe itself
+    rc = libc.unshare(0x10000000)  # CLONE_NEWUSER
+    os._exit(0 if rc == 0 else 100 + ctypes.get_errno())
+print("unshare", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+seen = []
+thread = threading.Thread(target=seen.append, args=("thread",))
+thread.start()
+thread.join()
+print(seen[0], subprocess.run(["true"]).returncode)
+"""
+
+
+@needs_box
+def test_no_user_namespace_can_be_made_in_the_box():
+    """In a user namespace of its own, code could mount a tmpfs of any size: the box forbids making one
+    (bubblewrap's --disable-userns, or a seccomp filter), while threads and subprocesses still work."""
+    result = py(USERNS_PROBE, sb.Sandbox(limits=sb.Limits(wall_s=30)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] in ("unshare 101", "unshare 128")  # EPERM, or ENOSPC (bubblewrap's user namespace limit)
+    assert lines[1] == "thread 0"
+
+
+@needs_box
+def test_a_jupyter_kernel_keeps_its_sockets_in_the_runtime_folder_inside_the_box(tmp_path):
+    """How the grader's kernel manager uses ``runtime``: the connection file is written to a host folder,
+    the kernel binds its sockets in the box's private copy of it, and the client connects through a
+    link to :func:`box_path`. Nothing the kernel writes lands in the host folder."""
+    from jupyter_client import KernelManager
+
+    rundir = tmp_path / "r"
+    rundir.mkdir()
+    box = sb.Sandbox(limits=sb.Limits(wall_s=120), hidden=(ROOT, Path.home()))
+
+    class BoxKM(KernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return box.wrap(super().format_kernel_cmd(extra_arguments), runtime=rundir)
+
+    km = BoxKM(kernel_name="python3", transport="ipc", ip=str(rundir / "k"),
+               connection_file=str(rundir / "kernel.json"))
+    km.start_kernel()
+    process = km.provisioner.process
+    try:
+        link = rundir / "box"
+        link.symlink_to(sb.box_path(process.pid, rundir))
+        km.ip = str(link / "k")  # the client side only: the kernel already read its connection file
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        printed = []
+        reply = kc.execute_interactive(
+            f"import os\nopen({str(rundir / 'junk')!r}, 'wb').write(b'x' * 1000)\n"
+            f"print(os.getuid(), sorted(n for n in os.listdir({str(rundir)!r}) if n.startswith('k')))",
+            timeout=60, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok"
+        uid, sockets = "".join(printed).split(" ", 1)
+        assert "k-" in sockets and (int(uid) != 0 or os.geteuid() != 0)
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+        sb.kill_box(process)
+    assert {p.name for p in rundir.iterdir()} <= {"box", "kernel.json"}  # no socket, no junk on the host

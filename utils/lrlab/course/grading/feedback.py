@@ -1,17 +1,33 @@
-"""Feedback that shows learners their visible tests and never the hidden ones.
+"""Feedback that shows learners their visible tests and never the hidden ones, in any form.
 
 nbgrader's feedback is the autograded notebook rendered as HTML. Its ``ClearHiddenTests`` step
 removes the hidden test *code*, but a failed hidden test still leaves behind its traceback, which
-quotes the hidden lines around the failure and, in the error message, the expected value. And a
-learner's own cell can print hidden test code after the fact (IPython keeps every executed cell in
-``In``). :class:`HideHiddenTests` closes all three holes:
+quotes the hidden lines around the failure and, in the error message, the expected value. Worse, the
+learner's code runs inside the hidden tests (they call it with hidden inputs) and in every later cell
+(where ``In``/``_ih`` hold the hidden test code): whatever it prints there, plainly or encoded
+(base64, hex, rot13, reversed, split over lines, on stderr, as a display, in an error message), would
+reach the feedback. Searching outputs for quotes cannot catch an encoding, so the rule is about
+*when* an output was produced, not what it says:
 
-* in every test cell the hidden region is replaced by one comment line;
-* an error raised by a **visible** line of a test cell keeps its message (the learner-facing
-  "expected ..., got ..., hint ..." of :mod:`lrlab.checks`) but loses its traceback;
-* an error raised by a **hidden** line, or one whose origin cannot be told, becomes a fixed
-  sentence: a hidden test failed. Other output of such a cell is dropped too;
-* any output anywhere in the notebook that quotes a line of hidden test code is replaced by a note.
+* outputs of every cell that ran **before** the first cell with a hidden region are kept (nothing
+  hidden had run yet); of the rest, only verdicts remain:
+* in a test cell, an error raised by a **visible** line keeps its message (the learner-facing
+  "expected ..., got ..., hint ..." of :mod:`lrlab.checks`, capped at :data:`MESSAGE_CHARS`
+  characters) but loses its traceback; an error raised by a **hidden** line becomes a fixed sentence
+  (a hidden test failed); an error whose origin cannot be told becomes another fixed sentence; the
+  grader's own errors (``GraderStopped``, ``CellTimeoutError``) stay; every other output (streams,
+  displays, results) is dropped, with one fixed note saying so;
+* in any other cell from the first hidden region on, an error keeps only its type when that is a
+  built-in exception (else a fixed sentence), and every other output is dropped with the same note;
+* in every cell the hidden regions are replaced by one comment line, and any output that still
+  quotes a line of hidden test code is replaced by a note (a second line of defence).
+
+What a learner can still learn: one bit per test cell (pass/fail) and, through the message of a
+failed visible check after a hidden test ran, up to :data:`MESSAGE_CHARS` characters of text their
+own code chose (the check quotes the value it got). The origin of an error is read from the
+kernel's traceback, which code that tampers with IPython's exception display could forge; the
+grader's tamper checks, or executing the visible and hidden parts as separate requests (see
+:func:`split_hidden`), close that.
 
 It is configured in ``nbgrader_config.py`` as a ``GenerateFeedback`` preprocessor (after
 ``GetGrades``) and ``lrlab grade`` always adds it.
@@ -21,6 +37,7 @@ Imports: nbformat, nbgrader and traitlets; nothing of lrlab.
 
 from __future__ import annotations
 
+import builtins
 import re
 
 import nbformat
@@ -37,6 +54,11 @@ HIDDEN_FAILED = (
 )
 UNKNOWN_FAILED = "A test in this cell failed (the details are hidden because they may quote hidden tests)."
 REDACTED = "[output removed from the feedback: it quoted hidden test code]\n"
+DROPPED = ("[other output of this cell is not shown in the feedback: it was produced after hidden tests "
+           "started to run]\n")
+ERROR_HIDDEN = "This cell raised an error (its details are not shown: hidden tests had run before it)."
+#: How much of a visible check's message the feedback keeps.
+MESSAGE_CHARS = 600
 #: Errors the grader itself writes into a notebook; they quote nothing of the tests.
 GRADER_ERRORS = ("GraderStopped", "CellTimeoutError")
 
@@ -128,45 +150,91 @@ def _is_test_cell(cell: NotebookNode) -> bool:
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def _cap(text: str) -> str:
+    text = str(text)
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + " [...]"
+
+
+def _dropped_note() -> NotebookNode:
+    return nbformat.v4.new_output("stream", name="stdout", text=DROPPED)
+
+
 def hide_test_cell(cell: NotebookNode, begin: str = BEGIN, end: str = END) -> NotebookNode:
-    """Apply the rules of this module to one code cell (modified in place and returned)."""
+    """Keep only the verdict of a test cell (modified in place and returned).
+
+    Errors are kept as described in the module docstring; every other output is replaced by one
+    note. Hidden regions in the source become one comment line. A cell without hidden regions is
+    treated the same way when it ran after hidden tests (call :func:`hide_hidden_tests` for that)."""
     source = cell.source
     regions = hidden_regions(source, begin, end)
-    if not regions:
-        return cell
-    visible_failure_seen = False
-    hidden_failure = False
-    errors = []
+    kept: list[NotebookNode] = []
+    dropped = False
     for output in cell.get("outputs", []):
         if output.get("output_type") != "error":
+            dropped = True
             continue
         if output.get("ename") in GRADER_ERRORS:
-            errors.append(output)
+            kept.append(_error(output.get("ename"), _cap(output.get("evalue", ""))))
             continue
         line = failing_line(output.get("traceback", []), cell.get("execution_count"))
         if line is not None and not any(first <= line <= last for first, last in regions):
-            visible_failure_seen = True
-            errors.append(_error(output.get("ename", "Error"), output.get("evalue", "")))
+            kept.append(_error(_cap(output.get("ename", "Error")), _cap(output.get("evalue", ""))))
         elif line is not None:
-            hidden_failure = True
-            errors.append(_error("HiddenTestFailed", HIDDEN_FAILED))
+            kept.append(_error("HiddenTestFailed", HIDDEN_FAILED))
         else:
-            hidden_failure = True
-            errors.append(_error("TestFailed", UNKNOWN_FAILED))
-    if hidden_failure and not visible_failure_seen:
-        cell.outputs = errors  # the cell's other output may come from hidden code
-    else:
-        kept = []
-        errors_iter = iter(errors)
-        for output in cell.get("outputs", []):
-            kept.append(next(errors_iter) if output.get("output_type") == "error" else output)
-        cell.outputs = kept
-    cell.source = strip_hidden(source, begin, end)
+            kept.append(_error("TestFailed", UNKNOWN_FAILED))
+    cell.outputs = ([_dropped_note()] if dropped else []) + kept
+    if regions:
+        cell.source = strip_hidden(source, begin, end)
     return cell
 
 
+def hide_after_hidden(cell: NotebookNode) -> NotebookNode:
+    """Keep only a fixed trace of a non-test code cell that ran after hidden tests (in place)."""
+    kept: list[NotebookNode] = []
+    dropped = False
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "error":
+            dropped = True
+        elif output.get("ename") in GRADER_ERRORS:
+            kept.append(_error(output.get("ename"), _cap(output.get("evalue", ""))))
+        elif output.get("ename") in _BUILTIN_ERRORS:
+            kept.append(_error(output.get("ename"), ERROR_HIDDEN))
+        else:
+            kept.append(_error("Error", ERROR_HIDDEN))
+    cell.outputs = ([_dropped_note()] if dropped else []) + kept
+    return cell
+
+
+_BUILTIN_ERRORS = frozenset(name for name, value in vars(builtins).items()
+                            if isinstance(value, type) and issubclass(value, BaseException))
+
+
+def split_hidden(source: str, begin: str = BEGIN, end: str = END) -> list[tuple[str, bool]]:
+    """A test cell's source cut into consecutive parts ``(code, hidden)``, in order.
+
+    For a grader that executes each part as its own request: then the outputs of a hidden part are
+    known to be hidden (the kernel cannot forge which request produced them) and the feedback can
+    keep only that part's verdict. Joined with newlines, the parts give back ``source``. Each part
+    keeps the lines of the original cell (delimiter lines go with the hidden part), so a part may
+    not compile alone only if the instructor split a statement across a delimiter.
+    """
+    lines = source.split("\n")
+    parts: list[tuple[str, bool]] = []
+    number = 1
+    for first, last in hidden_regions(source, begin, end):
+        if first > number:
+            parts.append(("\n".join(lines[number - 1:first - 1]), False))
+        parts.append(("\n".join(lines[first - 1:last]), True))
+        number = last + 1
+    if number <= len(lines):
+        parts.append(("\n".join(lines[number - 1:]), False))
+    return parts
+
+
 def hide_hidden_tests(nb: NotebookNode, begin: str = BEGIN, end: str = END, min_length: int = 12) -> NotebookNode:
-    """Remove hidden tests, their tracebacks and any quote of them from a graded notebook (in place).
+    """Apply the rules of this module to a graded notebook (in place): hidden code, its tracebacks,
+    and every output produced once a hidden test had started to run are removed.
 
     ``min_length``: hidden lines shorter than this are not searched for in outputs (a line such as
     ``x = 1`` would match far too much)."""
@@ -176,13 +244,21 @@ def hide_hidden_tests(nb: NotebookNode, begin: str = BEGIN, end: str = END, min_
     for cell in nb.cells:
         if isinstance(cell.get("source"), str):
             quoted += hidden_lines(cell.source, begin, end, min_length)
+    hidden_ran = False
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
             if hidden_regions(cell.get("source", ""), begin, end):
                 cell.source = strip_hidden(cell.source, begin, end)
             continue
-        if _is_test_cell(cell) or hidden_regions(cell.source, begin, end):
-            hide_test_cell(cell, begin, end)
+        has_hidden = bool(hidden_regions(cell.source, begin, end))
+        hidden_ran = hidden_ran or has_hidden
+        if _is_test_cell(cell) or has_hidden:
+            if hidden_ran:
+                hide_test_cell(cell, begin, end)
+            else:  # a test cell before any hidden test: only its tracebacks go
+                _strip_tracebacks(cell)
+        elif hidden_ran:
+            hide_after_hidden(cell)
         if quoted:
             outputs = []
             for output in cell.get("outputs", []):
@@ -193,6 +269,12 @@ def hide_hidden_tests(nb: NotebookNode, begin: str = BEGIN, end: str = END, min_
                     outputs.append(output)
             cell.outputs = outputs
     return nb
+
+
+def _strip_tracebacks(cell: NotebookNode) -> None:
+    cell.outputs = [_error(o.get("ename", "Error"), _cap(o.get("evalue", "")))
+                    if o.get("output_type") == "error" and o.get("ename") not in GRADER_ERRORS else o
+                    for o in cell.get("outputs", [])]
 
 
 class HideHiddenTests(NbGraderPreprocessor):

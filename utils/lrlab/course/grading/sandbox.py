@@ -10,9 +10,20 @@ leave a process behind that keeps running. This module puts such code in a box b
 * an empty root file system with the operating system (``/usr``), a few ``/etc`` files, the Python
   environment and the learner library ``lrlab`` mounted **read-only** (its grading tools,
   ``lrlab.course``, are not there);
-* a private, size-limited home folder (a ``tmpfs``) as the only writable place besides ``/tmp``
-  (also a size-limited ``tmpfs``) and the folders the caller names; the course's ``source/``, the
-  gradebook, other learners' files and the instructor's home are simply not there;
+* every writable place has a size cap: the root file system and ``/dev`` are read-only, and the
+  only writable places are the private home, ``/tmp``, ``/dev/shm`` and the kernel's runtime folder
+  (each a ``tmpfs`` with its own size, :class:`Limits`), plus host folders the caller names
+  explicitly (``writable``). Hitting a cap is an ``ENOSPC`` inside the box, which
+  :func:`cap_reason` turns into a sentence. Nothing else of the host's disk or memory is reachable.
+  The course's ``source/``, the gradebook, other learners' files and the instructor's home are
+  simply not there;
+* the learner's code never runs as root: when the grader itself runs as root, the box is built
+  without a user namespace and the command drops to an unprivileged uid of its own
+  (:func:`box_uid`) before it starts, so ``RLIMIT_NPROC`` (which Linux does not apply to root)
+  holds and the box's processes cannot touch another box's;
+* no new user namespace can be made in the box (in one, code could mount a tmpfs of any size):
+  bubblewrap's ``--disable-userns``, or, when root starts the box or bubblewrap lacks that option,
+  a seccomp filter the launcher installs (x86-64 and arm64);
 * resource limits set inside the box before the command starts (:class:`Limits`): CPU seconds,
   memory, processes, file size, open files; the caller adds a wall-clock limit and kills the box.
 
@@ -32,8 +43,10 @@ Imports: the standard library and :mod:`lrlab.course.errors`.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,11 +96,13 @@ class Limits:
             ``MemoryError`` instead of pushing the machine into swap. PyTorch reserves about 1 GiB of
             address space on import, so keep this at 2 GiB or more. ``0`` means no limit.
         processes: processes of the box's user (``RLIMIT_NPROC``); stops fork bombs. Linux does not
-            apply it to root, so run grading as an ordinary user to get this protection.
+            apply it to root, which is why a box started by root runs its command as a uid of its own.
         file_bytes: size of any single file the box writes (``RLIMIT_FSIZE``).
         open_files: open file descriptors per process (``RLIMIT_NOFILE``).
         home_bytes: size of the private home ``tmpfs`` (the working folder lives in it).
         tmp_bytes: size of the box's ``/tmp``.
+        shm_bytes: size of the box's ``/dev/shm`` (shared memory; PyTorch's data loader workers use it).
+        runtime_bytes: size of the kernel's runtime folder inside the box (``runtime`` of :meth:`Sandbox.wrap`).
         output_bytes: how much of the box's stdout/stderr :func:`run_in_box` keeps (the rest is dropped).
     """
 
@@ -99,11 +114,13 @@ class Limits:
     open_files: int = 1024
     home_bytes: int = 512 * MiB
     tmp_bytes: int = 256 * MiB
+    shm_bytes: int = 64 * MiB
+    runtime_bytes: int = 16 * MiB
     output_bytes: int = 4 * MiB
 
     def __post_init__(self) -> None:
         for name in ("wall_s", "cpu_s", "processes", "file_bytes", "open_files", "home_bytes",
-                     "tmp_bytes", "output_bytes"):
+                     "tmp_bytes", "shm_bytes", "runtime_bytes", "output_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
@@ -148,6 +165,44 @@ if spec.get("home_from"):
 os.makedirs(work, exist_ok=True)
 if spec.get("copy_from"):
     shutil.copytree(spec["copy_from"], work, symlinks=True, dirs_exist_ok=True)
+if spec.get("runtime"):
+    shutil.copytree(spec["runtime_seed"], spec["runtime"], symlinks=True, dirs_exist_ok=True)
+drop = spec.get("drop")
+if drop:  # started by root: hand the writable places to the box's own uid, then become it
+    uid = drop["uid"]
+    for top in drop["tree"]:
+        for folder, dirs, files in os.walk(top):
+            for name in [folder] + [os.path.join(folder, n) for n in dirs + files]:
+                os.lchown(name, uid, uid)
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        sys.exit("lrlab sandbox: could not drop root")
+if spec.get("no_userns"):  # no new user namespace (in one, a tmpfs of any size could be mounted)
+    import ctypes, platform, struct
+    known = {"x86_64": (0xC000003E, 272, 56), "aarch64": (0xC00000B7, 97, 220)}
+    if platform.machine() not in known:
+        sys.exit(f"lrlab sandbox: cannot forbid user namespaces on {platform.machine()}; grade as an "
+                 "ordinary user with bubblewrap 0.8 or later (--disable-userns)")
+    arch, unshare_nr, clone_nr = known[platform.machine()]
+    def op(code, k, jt=0, jf=0):
+        return struct.pack("HBBI", code, jt, jf, k)
+    ret, ld, jeq, jge, jset = 0x06, 0x20, 0x15, 0x35, 0x45
+    allow, eperm, enosys = 0x7FFF0000, 0x00050001, 0x00050026
+    prog = b"".join([
+        op(ld, 4), op(jeq, arch, 1, 0), op(ret, eperm),           # another ABI: refuse everything
+        op(ld, 0), op(jge, 0x40000000, 0, 1), op(ret, enosys),    # x32 system calls
+        op(jeq, 435, 0, 1), op(ret, enosys),                      # clone3: flags unreadable; libc falls back
+        op(jeq, unshare_nr, 1, 0), op(jeq, clone_nr, 0, 3),
+        op(ld, 16), op(jset, 0x10000000, 0, 1), op(ret, eperm),   # CLONE_NEWUSER
+        op(ret, allow),
+    ])
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
+        sys.exit(f"lrlab sandbox: could not forbid user namespaces (errno {ctypes.get_errno()})")
 os.chdir(work)
 for name, value in spec["rlimits"]:
     kind = getattr(resource, name, None)
@@ -284,7 +339,7 @@ class Sandbox:
 
     def wrap(self, argv: Sequence[str], *, workdir: str = "work", copy_from: Path | None = None,
              home_from: Path | None = None, writable: Sequence[Path] = (),
-             env: Mapping[str, str] | None = None) -> list[str]:
+             env: Mapping[str, str] | None = None, runtime: Path | None = None) -> list[str]:
         """The argument list that runs ``argv`` in a box.
 
         Args:
@@ -295,9 +350,15 @@ class Sandbox:
                 command starts (mounted read-only for the copy).
             home_from: a host folder whose contents are copied into the box's home first (e.g. a
                 matplotlib font cache, so that every box does not rebuild it).
-            writable: host folders mounted read-write at the same path (e.g. a folder for a kernel's
-                sockets). Keep them private to this box.
+            writable: host folders mounted read-write at the same path. Keep them private to this
+                box: what the box writes there lands on the host with no size cap (only the file-size
+                limit). When root starts the box, each is handed to the box's uid (``chown``, with
+                its contents). Prefer ``runtime`` for a kernel's sockets.
             env: extra environment variables (see :meth:`environment`).
+            runtime: a host folder (e.g. holding a kernel's connection file) that the box sees at the
+                same path as a private ``tmpfs`` of ``Limits.runtime_bytes``, filled with a copy of
+                the folder's files. What the box writes there stays in the box; the host reaches
+                it (the kernel's sockets) through :func:`box_path`.
         """
         argv = [str(a) for a in argv]
         if not argv:
@@ -308,6 +369,10 @@ class Sandbox:
         for path in writable:
             if not path.is_dir():
                 raise ValueError(f"writable folder {str(path)!r} must exist and be a folder")
+        if runtime is not None:
+            runtime = Path(runtime).resolve()
+            if not runtime.is_dir():
+                raise ValueError(f"runtime folder {str(runtime)!r} must exist and be a folder")
         sources = {}
         home_from = home_from if home_from is not None else self.home_from
         for name, folder in (("copy_from", copy_from), ("home_from", home_from)):
@@ -317,6 +382,8 @@ class Sandbox:
                     raise ValueError(f"{name} {str(folder)!r} must be an existing folder")
                 sources[name] = str(folder)
         if self.unsafe:
+            if runtime is not None:
+                writable = [*writable, runtime]
             if not writable:
                 raise ValueError("unsafe mode needs a writable folder to hold the working folder")
             home = str(writable[0] / "home")
@@ -326,39 +393,67 @@ class Sandbox:
 
         home = BOX_HOME
         spec = {"workdir": f"{home}/{workdir}", **sources, "rlimits": self.limits.rlimits()}
-        args = [bwrap_path(), *_isolation_flags()]
+        as_root = os.geteuid() == 0
+        args = [bwrap_path(), *_isolation_flags(as_root)]
         args += _system_mounts()
         # The box's own /proc, /dev and /tmp come first: the environment may itself live under /tmp
         # (a course cloned there), and a tmpfs mounted after its binds would hide it.
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += [*_size_flag(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
+        args += ["--perms", "1777", *_size_flag(self.limits.shm_bytes), "--tmpfs", "/dev/shm"]
+        args += ["--perms", "1777", *_size_flag(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         binds = sorted({Path(p) for p in [*_python_dirs(), _lrlab_dir(), *self.readonly]},
                        key=lambda p: (len(p.parts), str(p)))
         for path in binds:
-            args += ["--ro-bind", str(path), str(path)]
+            args += [*_parents(path), "--ro-bind", str(path), str(path)]
         # Hide what must stay invisible even inside a mounted folder (an empty tmpfs over a folder,
         # /dev/null over a file), then mount again the parts of the environment that lie inside it.
+        read_only = ["/dev"]
         for hidden in sorted({Path(h) for h in self.hidden}, key=lambda p: len(p.parts)):
             if not any(_inside(hidden, b) for b in binds) or not hidden.exists():
                 continue
             if hidden.is_dir():
-                args += ["--tmpfs", str(hidden)]
+                args += ["--perms", "0755", *_size_flag(MiB), "--tmpfs", str(hidden)]
+                read_only.append(str(hidden))
             else:
                 args += ["--ro-bind", "/dev/null", str(hidden)]
             for path in binds:
                 if path != hidden and _inside(path, hidden):
-                    args += ["--ro-bind", str(path), str(path)]
+                    args += [*_parents(path), "--ro-bind", str(path), str(path)]
         args += _library_only()
-        args += [*_size_flag(self.limits.home_bytes), "--tmpfs", home]
+        args += [*_parents(Path(home)), *_size_flag(self.limits.home_bytes), "--tmpfs", home]
         for folder in sources.values():
-            args += ["--ro-bind", folder, folder]
+            args += [*_parents(Path(folder)), "--ro-bind", folder, folder]
         for path in writable:
-            args += ["--bind", str(path), str(path)]
+            args += [*_parents(path), "--bind", str(path), str(path)]
+        if runtime is not None:
+            args += [*_parents(Path(RUNTIME_SEED)), "--ro-bind", str(runtime), RUNTIME_SEED]
+            args += [*_parents(runtime), "--perms", "0700", *_size_flag(self.limits.runtime_bytes),
+                     "--tmpfs", str(runtime)]
+            spec |= {"runtime": str(runtime), "runtime_seed": RUNTIME_SEED}
+        if as_root or "--disable-userns" not in _bwrap_help():
+            spec["no_userns"] = True
+        if as_root:
+            tree = [home] + ([str(runtime)] if runtime is not None else [])
+            spec["drop"] = {"uid": box_uid(), "tree": tree + [str(p) for p in writable]}
+        for folder in read_only:  # the tmpfs over a hidden folder holds only mount points
+            args += ["--remount-ro", folder]
+        # nothing else is writable: the root file system and /dev (whose /dev/shm is its own tmpfs)
+        args += ["--remount-ro", "/"]
         args += ["--clearenv"]
         for key, value in self.environment(env, home=home).items():
             args += ["--setenv", key, value]
         args += ["--chdir", home, "--", sys.executable, "-S", "-c", _LAUNCHER, json.dumps(spec), *argv]
         return args
+
+
+def _parents(path: Path) -> list[str]:
+    """Make the folders above a mount point readable for everyone (bubblewrap run by root makes
+    them private, which would lock the box's own unprivileged user out of its environment)."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents):
+        if parent != Path("/"):
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
 
 
 @functools.cache
@@ -375,7 +470,14 @@ def _bwrap_help() -> str:
     return proc.stdout + proc.stderr
 
 
-def _isolation_flags() -> list[str]:
+def _isolation_flags(as_root: bool = False) -> list[str]:
+    if as_root:
+        # A user namespace made by root maps the box to uid 0, where RLIMIT_NPROC does not apply.
+        # So: no user namespace; the launcher keeps only what it needs to hand the writable places
+        # to the box's uid and become it (which clears these capabilities too).
+        return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--cap-add", "CAP_CHOWN",
+                "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     flags = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if "--disable-userns" in _bwrap_help():
         flags.append("--disable-userns")
@@ -383,7 +485,92 @@ def _isolation_flags() -> list[str]:
 
 
 def _size_flag(size: int) -> list[str]:
-    return ["--size", str(int(size))] if "--size" in _bwrap_help() else []
+    if "--size" not in _bwrap_help():
+        raise SandboxUnavailable(SIZE_PROBLEM)
+    return ["--size", str(int(size))]
+
+
+#: Where the box sees the host's runtime folder before the launcher copies it into its tmpfs.
+RUNTIME_SEED = "/run/lrlab-runtime-seed"
+#: The box uids (used when root starts a box) are taken from here, one per box.
+BOX_UID_BASE = 1_800_000_000
+BOX_UID_SPAN = 1_000_000
+_uid_counter = itertools.count()
+SIZE_PROBLEM = ("this bubblewrap cannot cap the size of the box's tmpfs folders (no --size option; it needs "
+                "bubblewrap 0.7.0 or later), and without caps one submission could fill the machine's memory")
+
+
+def box_uid() -> int:
+    """A uid for the next box started by root: unprivileged, used by no account, different for every
+    box of this process (and, with high probability, of other grading processes)."""
+    return BOX_UID_BASE + (os.getpid() * 4099 + next(_uid_counter)) % BOX_UID_SPAN
+
+
+def box_path(pid: int, path: str | Path, timeout: float = 5.0) -> Path:
+    """Where the host reaches ``path`` as the box started as process ``pid`` sees it.
+
+    ``pid`` is the process that :meth:`Sandbox.wrap`'s command started (``bwrap``). The result goes
+    through ``/proc/<box process>/root``; use it to connect to a socket the box made in its runtime
+    folder. Waits up to ``timeout`` seconds for the box to be set up.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise ValueError(f"pid must be a positive int, got {pid!r}")
+    path = Path(path)
+    if not path.is_absolute():
+        raise ValueError(f"path must be absolute (as the box sees it), got {str(path)!r}")
+    try:
+        outer = os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError as exc:
+        raise ValueError(f"no process {pid} to find a box under ({exc})") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+                if ppid == pid and os.readlink(f"/proc/{entry}/ns/mnt") != outer:
+                    return Path(f"/proc/{entry}/root") / path.relative_to("/")
+            except (OSError, ValueError, IndexError):
+                continue
+        if time.monotonic() >= deadline:
+            raise ValueError(f"process {pid} has no box process (is it a box started from Sandbox.wrap?)")
+        time.sleep(0.01)
+
+
+_ENOSPC = re.compile(r"(?:\[Errno 28\]|No space left on device)[^\n]*?['\"](/[^'\"]*)['\"]")
+_EROFS = re.compile(r"(?:\[Errno 30\]|Read-only file system)[^\n]*?['\"](/[^'\"]*)['\"]")
+
+
+def cap_reason(text: str, limits: Limits | None = None, runtime: str | Path | None = None) -> str | None:
+    """A sentence naming the size cap or write restriction behind an error in ``text``, or None.
+
+    ``text`` is what the box printed or an error message (``OSError: [Errno 28] No space left on
+    device: '/tmp/x'``, ``Read-only file system``, ``File too large``/``SIGXFSZ``)."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    limits = limits or Limits()
+    m = _ENOSPC.search(text)
+    if m or "No space left on device" in text or "[Errno 28]" in text:
+        # the last path of the line: the destination of a copy ('src' -> 'dst')
+        where = re.findall(r"['\"](/[^'\"]*)['\"]", text[m.start():].split("\n", 1)[0])[-1] if m else ""
+        places = [("/dev/shm", "/dev/shm", limits.shm_bytes), ("/tmp", "/tmp", limits.tmp_bytes),
+                  (BOX_HOME, "the home folder", limits.home_bytes)]
+        if runtime is not None:
+            places.insert(0, (str(runtime), "the kernel's runtime folder", limits.runtime_bytes))
+        for prefix, name, size in places:
+            if where == prefix or where.startswith(prefix.rstrip("/") + "/"):
+                return f"the code filled {name} of its sandbox (capped at {size // MiB} MB)"
+        return "the code filled a size-capped folder of its sandbox (no space left on device)"
+    m = _EROFS.search(text)
+    if m or "Read-only file system" in text:
+        where = f" ({m.group(1)})" if m else ""
+        return (f"the code wrote outside the writable folders of its sandbox{where}; only the home folder, "
+                "/tmp and /dev/shm are writable")
+    if "File too large" in text or "SIGXFSZ" in text or "[Errno 27]" in text:
+        return f"the code wrote a file larger than the sandbox's limit ({limits.file_bytes // MiB} MB)"
+    return None
 
 
 def _system_mounts() -> list[str]:
@@ -440,6 +627,8 @@ def sandbox_problem() -> str | None:
         return f"the sandbox needs Linux namespaces (bubblewrap), and this machine runs {sys.platform}"
     if not bwrap_path():
         return f"bubblewrap (`bwrap`) is not installed; {INSTALL_HINT}"
+    if "--size" not in _bwrap_help():
+        return SIZE_PROBLEM
     box = Sandbox(limits=Limits(wall_s=30))
     try:
         result = run_in_box([sys.executable, "-S", "-c", "pass"], sandbox=box)
@@ -478,6 +667,8 @@ class BoxResult:
         timed_out: the wall-clock limit was reached and the box was killed.
         truncated: some output was dropped because of the cap.
         seconds: wall-clock duration.
+        limit_reason: the size cap or write restriction the command ran into (:func:`cap_reason`
+            of its stderr), or None.
     """
 
     returncode: int
@@ -486,6 +677,7 @@ class BoxResult:
     timed_out: bool = False
     truncated: bool = False
     seconds: float = 0.0
+    limit_reason: str | None = None
 
 
 def _drain(stream, cap: int, sink: list[bytes], flags: dict) -> None:
@@ -584,13 +776,15 @@ def run_in_box(argv: Sequence[str], *, sandbox: Sandbox | None = None, workdir: 
         proc.wait()
         for reader in readers:
             reader.join(timeout=5)
+        stderr = b"".join(err).decode("utf-8", "replace")
         return BoxResult(
             returncode=proc.returncode,
             stdout=b"".join(out).decode("utf-8", "replace"),
-            stderr=b"".join(err).decode("utf-8", "replace"),
+            stderr=stderr,
             timed_out=timed_out,
             truncated=bool(flags.get("truncated")),
             seconds=time.monotonic() - start,
+            limit_reason=cap_reason(stderr, box.limits),
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
