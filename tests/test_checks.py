@@ -358,3 +358,17 @@ def test_own_work_nests_and_restores_an_outer_profiler():
 def test_own_work_recognises_copied_code_of_a_forbidden_function(route):
     text = shortcut_message(ROUTES[route](), forbid=("lrlab.data.train_test_split",))
     assert "write split_data without lrlab.data.train_test_split" in text
+
+
+def test_untouched_rng_notices_reseeding_or_drawing_from_a_global_generator():
+    import random
+
+    with checks.untouched_rng("local"):
+        torch.randperm(5, generator=torch.Generator().manual_seed(0))
+        np.random.default_rng(0).permutation(5)
+        random.Random(0).random()
+    for act, name in ((lambda: torch.manual_seed(0), "PyTorch's"), (lambda: torch.rand(1), "PyTorch's"),
+                      (lambda: np.random.seed(0), "NumPy's"), (lambda: random.random(), "Python's")):
+        with pytest.raises(CheckFailure, match=f"changed {name} global random generator"):
+            with checks.untouched_rng("split_data", hint="use torch.Generator"):
+                act()

@@ -273,6 +273,37 @@ def check_answer(answer: Any, correct: str, options: Iterable[str], what: str, h
               show_values=False)
 
 
+def _rng_states() -> tuple:
+    import random
+
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+@contextlib.contextmanager
+def untouched_rng(what: str, hint: str | None = None):
+    """The block must leave the global random generators (PyTorch's CPU one, NumPy's, Python's) as they were.
+
+    For exercises whose text says to draw from a generator of their own: reseeding or drawing from the
+    global one changes what every other piece of code gets. Each global generator first draws one number,
+    so that reseeding it with the seed it last had is noticed too.
+    """
+    __tracebackhide__ = True
+    import random
+
+    torch.rand(1), np.random.random(), random.random()
+    torch_state, np_state, py_state = _rng_states()
+    yield
+    now = _rng_states()
+    changed = [name for name, same in (
+        ("PyTorch's", torch.equal(now[0], torch_state)),
+        ("NumPy's", now[1][0] == np_state[0] and np.array_equal(now[1][1], np_state[1]) and now[1][2:] == np_state[2:]),
+        ("Python's", now[2] == py_state)) if not same]
+    if changed:
+        _fail(what, f"changed {' and '.join(changed)} global random generator", "the global generators untouched",
+              f"{' and '.join(changed)} reseeded or drawn from",
+              hint or "draw from a generator of your own, e.g. torch.Generator().manual_seed(seed)")
+
+
 def grad_or_zeros(param: torch.Tensor) -> torch.Tensor:
     """``param.grad``, or zeros of its shape when the gradient was reset to None (what ``zero_grad()`` does).
 
