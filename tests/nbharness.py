@@ -292,3 +292,16 @@ def assert_caught(report: RunReport, grade_id: str, mistake: str) -> None:
     """The mistake in answer ``grade_id`` made its test cell ``<grade_id>_tests`` fail and cost points."""
     assert f"{grade_id}_tests" in report.failed(), f"{mistake!r} was not caught:\n{report.summary()}"
     assert report.score < report.max_score
+
+
+def assert_shortcut_caught(report: RunReport, grade_id: str, name: str) -> None:
+    """A shortcut into lrlab in answer ``grade_id`` scored its test cell 0 and told the learner to write it."""
+    result = report.tests[f"{grade_id}_tests"]
+    assert result.score == 0, f"the shortcut in {grade_id} kept points:\n{report.summary()}"
+    assert "ShortcutUsed" in result.error and f"write {name} without lrlab." in result.error, report.summary()
+
+
+def assert_no_stderr(report: RunReport) -> None:
+    """No test cell wrote to stderr (so none lost points to it)."""
+    noisy = {g: r.stderr for g, r in report.tests.items() if r.stderr}
+    assert not noisy, f"test cells wrote to stderr: {noisy}\n{report.summary()}"
