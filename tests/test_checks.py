@@ -372,3 +372,13 @@ def test_untouched_rng_notices_reseeding_or_drawing_from_a_global_generator():
         with pytest.raises(CheckFailure, match=f"changed {name} global random generator"):
             with checks.untouched_rng("split_data", hint="use torch.Generator"):
                 act()
+
+
+def test_own_work_never_counts_the_checks_themselves_even_when_all_of_lrlab_is_forbidden():
+    def uses_checks(X, y, n, seed):
+        checks.check_shape(X, X.shape, "X")  # a learner may use the course's checks in their own code
+        return honest_split(X, y, n, seed)
+
+    checks.own_work(uses_checks, "split_data", ["lrlab"])(X10, Y10, 7, 0)
+    with pytest.raises(checks.ShortcutUsed, match="lrlab.data.train_test_split"):
+        checks.own_work(ROUTES["from-import"](), "split_data", ["lrlab"])(X10, Y10, 7, 0)
