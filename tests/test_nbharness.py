@@ -23,6 +23,7 @@ CELLS = [
     ("tqdm_auto_bar", "from tqdm.auto import tqdm\nfor _ in tqdm(range(3)):\n    pass", 2),
     ("warning_after_lrlab_setup", 'lrlab.setup(0, "cpu")\nwarnings.warn("careful again", UserWarning)', 2),
     ("own_work_keeps_stderr_off", 'checks.own_work(noisy, "noisy", ["lrlab.data"])()', 2),
+    ("passed_but_wrote_to_stderr", 'sys.stderr.write("stray\\n")\nchecks.passed("thing")', 0),
 ]
 
 SETUP = '''import os, sys, warnings
@@ -61,5 +62,8 @@ def test_harness_scores_every_cell_as_nbgrader_does_after_a_real_kernel(tmp_path
     got = {gid: harness.tests[gid].score for gid in expected}
     assert kernel == expected, "the kernel run no longer gives what this test expects"
     assert got == kernel, harness.summary()
+    noted = [c.metadata["nbgrader"]["grade_id"] for c in kernel_nb.cells
+             if any("autograder scores a test cell with stderr output 0" in o.get("text", "") for o in c.outputs)]
+    assert noted == ["passed_but_wrote_to_stderr"]  # in a kernel, the cell says why it lost its points
     assert sorted(harness.lost_to_stderr()) == sorted(
         gid for gid, _, points in CELLS if points == 0 and gid != "failed_check")

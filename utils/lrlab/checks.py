@@ -316,7 +316,60 @@ def grad_or_zeros(param: torch.Tensor) -> torch.Tensor:
 
 def passed(what: str) -> None:
     """Print the line a learner looks for when the visible tests of an exercise pass."""
+    _CELL["passed"] = True
     print(f"\u2714 {what}: the visible tests pass.")
+
+
+# --- a test cell that passed but wrote to stderr says so -------------------------------------------------------
+
+_CELL = {"passed": False, "stderr": 0}
+
+
+class _CountingStderr:
+    """sys.stderr as it was, counting what Python code writes to it during the current cell."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        _CELL["stderr"] += len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _before_cell(*_: Any) -> None:
+    _CELL.update(passed=False, stderr=0)
+
+
+def _after_cell(*_: Any) -> None:
+    if _CELL["passed"] and _CELL["stderr"]:
+        print("Note: every check of this cell passed, but something in it wrote to stderr, and the autograder "
+              "scores a test cell with stderr output 0. Look for code that writes to stderr outside your functions.")
+    _CELL.update(passed=False, stderr=0)
+
+
+def note_stderr_in_cells() -> bool:
+    """In IPython, make a test cell that passed (:func:`passed`) but wrote to stderr say so at its end.
+
+    :func:`lrlab.setup` calls this. Outside IPython (a script, pytest) it does nothing and returns False.
+    Only what Python code writes to ``sys.stderr`` is counted; :func:`stderr_note` reads a graded cell's
+    outputs instead, stderr from C code included.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "events"):
+        return False
+    if not isinstance(sys.stderr, _CountingStderr):
+        sys.stderr = _CountingStderr(sys.stderr)
+    for event, callback in (("pre_run_cell", _before_cell), ("post_run_cell", _after_cell)):
+        if callback not in shell.events.callbacks[event]:
+            shell.events.register(event, callback)
+    return True
 
 
 # --- own work: no shortcuts into lrlab --------------------------------------------------------------------------

@@ -84,7 +84,8 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
     It also builds one throwaway optimizer: the first optimizer a process creates imports
     ``torch._dynamo`` (2-3 s), and that wait belongs in the setup cell, not in a learner's first test.
     Warnings are shown on stdout from here on (:func:`warnings_to_stdout`): stderr output would cost a
-    test cell its points.
+    test cell its points; in a notebook, a test cell that passed but wrote to stderr says so
+    (:func:`lrlab.checks.note_stderr_in_cells`).
     """
     dev = pick_device(device)
     seed_everything(seed)
@@ -94,6 +95,9 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
         torch.set_num_threads(threads)
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     warnings_to_stdout()
+    from lrlab.checks import note_stderr_in_cells
+
+    note_stderr_in_cells()
     return dev
 
 
