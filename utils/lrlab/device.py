@@ -1,12 +1,14 @@
 """Device choice and seeding, the first thing every notebook does.
 
-imports: args.
+imports: args, checks (inside setup, for its stderr note).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
+import warnings
 
 import numpy as np
 import torch
@@ -56,6 +58,24 @@ def seed_everything(seed: int) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 
+def _show_warning_on_stdout(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning that writes to stdout (unless a caller asked for another file)."""
+    stream = sys.stdout if file is None or file is sys.stderr else file
+    try:
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+    except (AttributeError, OSError, ValueError):
+        pass  # no usable stream: a warning is never worth an error
+
+
+def warnings_to_stdout() -> None:
+    """Show warnings on stdout from now on.
+
+    The autograder scores a test cell with any stderr output 0, and an honest warning (from NumPy, from
+    PyTorch's ``float(tensor_that_requires_grad)``) is no mistake; on stdout it is still seen.
+    """
+    warnings.showwarning = _show_warning_on_stdout
+
+
 def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | None = 1) -> torch.device:
     """Seed everything, pick the device and return it.
 
@@ -64,12 +84,19 @@ def setup(seed: int = 0, device: str | torch.device = "auto", threads: int | Non
 
     It also builds one throwaway optimizer: the first optimizer a process creates imports
     ``torch._dynamo`` (2-3 s), and that wait belongs in the setup cell, not in a learner's first test.
+    Warnings are shown on stdout from here on (:func:`warnings_to_stdout`): stderr output would cost a
+    test cell its points; in a notebook, a test cell that passed but wrote to stderr says so
+    (:func:`lrlab.checks.note_stderr_in_cells`).
     """
     dev = pick_device(device)
     seed_everything(seed)
     if threads is not None:
         torch.set_num_threads(check_int(threads, "threads", low=1, hint="or None to leave PyTorch's choice"))
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    warnings_to_stdout()
+    from lrlab.checks import note_stderr_in_cells
+
+    note_stderr_in_cells()
     return dev
 
 
