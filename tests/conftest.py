@@ -19,8 +19,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # seed, so every run checks the same examples and a change lands or fails on its merits, never by chance; locally
 # they keep exploring new random examples (and replay the failures they found from .hypothesis/). The property
 # tests take their settings from the profile "lrlab", which is whichever of the two applies.
-settings.register_profile("lrlab-ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("lrlab-dev", deadline=None)
+# (Both start from Hypothesis's own "default" profile, not from whatever is loaded: Hypothesis loads its "ci"
+# profile by itself when it sees a CI variable, even an empty one.)
+settings.register_profile("lrlab-ci", settings.get_profile("default"), derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.register_profile("lrlab-dev", settings.get_profile("default"), deadline=None)
 HYPOTHESIS_PROFILE = "lrlab-ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "lrlab-dev"
 settings.register_profile("lrlab", settings.get_profile(HYPOTHESIS_PROFILE))
 settings.load_profile(HYPOTHESIS_PROFILE)
