@@ -7,12 +7,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from coursecopy import ROOT, copy_course
 
 BIN = Path(sys.executable).parent
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Hypothesis: in CI (the CI variable set, as GitHub Actions and .ci/run do) the property tests run with a fixed
+# seed, so every run checks the same examples and a change lands or fails on its merits, never by chance; locally
+# they keep exploring new random examples (and replay the failures they found from .hypothesis/). The property
+# tests take their settings from the profile "lrlab", which is whichever of the two applies.
+# (Both start from Hypothesis's own "default" profile, not from whatever is loaded: Hypothesis loads its "ci"
+# profile by itself when it sees a CI variable, even an empty one.)
+settings.register_profile("lrlab-ci", settings.get_profile("default"), derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.register_profile("lrlab-dev", settings.get_profile("default"), deadline=None)
+HYPOTHESIS_PROFILE = "lrlab-ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "lrlab-dev"
+settings.register_profile("lrlab", settings.get_profile(HYPOTHESIS_PROFILE))
+settings.load_profile(HYPOTHESIS_PROFILE)
+
 # nbgrader runs `alembic` by name; kernels are found through this interpreter's environment.
 if os.environ.get("PATH", "").split(os.pathsep)[0] != str(BIN):
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -57,6 +57,39 @@ def test_environment_yml_lists_exactly_the_pyproject_packages_at_the_tested_pins
             f"{name}=={env[name]} is outside pyproject's range {req.specifier}")
 
 
+def _supported_pythons() -> list[str]:
+    """The minor versions pyproject's requires-python accepts, e.g. ["3.11", "3.12", "3.13"]."""
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    return [f"3.{minor}" for minor in range(40) if spec.contains(f"3.{minor}.0")]
+
+
+def test_the_supported_pythons_agree_everywhere():
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    versions = _supported_pythons()
+    assert versions == ["3.11", "3.12", "3.13"], f"pyproject's requires-python accepts {versions}"
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    conda = re.findall(r"^\s*-\s+python\s*([<>=!~].*?)\s*$", (ROOT / "environment.yml").read_text(), re.M)
+    assert len(conda) == 1, f"environment.yml should name python once, with a version range; found {conda}"
+    try:
+        same = SpecifierSet(conda[0]) == SpecifierSet(requires)
+    except InvalidSpecifier:
+        same = False
+    assert same, f"environment.yml asks for python{conda[0]}, pyproject.toml for {requires}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^SUPPORTED_PYTHONS := (.*)$", makefile, re.M).group(1).split() == versions
+    candidates = re.search(r"^PYTHON_CANDIDATES := (python3 .*)$", makefile, re.M).group(1).split()
+    assert sorted(candidates[1:]) == sorted(f"python{v}" for v in versions), f"the Makefile tries {candidates}"
+    need = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("You need"))
+    assert re.findall(r"3\.\d+", need) == versions, f"README says: {need}"
+    ci = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert sorted(re.findall(r'python: "(3\.\d+)"', ci)) == versions, "ci.yml's matrix is not the supported set"
+    ruff = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["target-version"]
+    assert ruff == "py" + versions[0].replace(".", ""), f"ruff targets {ruff}, the oldest supported is {versions[0]}"
+
+
 def test_constraints_pin_every_requirement():
     pins = _pins()
     missing = [_name(r) for r in _pyproject_requirements() if _name(r) not in pins]

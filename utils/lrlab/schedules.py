@@ -568,7 +568,8 @@ class WSD(Schedule):
 
     def _lr(self, t: float) -> float:
         if t < self.warmup:
-            return self.lr * (t + 1.0) / self.warmup
+            # clamped: a fractional t in the last warmup unit (sample-indexed runs) would overshoot lr
+            return self.lr * min(1.0, (t + 1.0) / self.warmup)
         decay_start = self.total - self.decay
         if t < decay_start:
             return self.lr
@@ -797,7 +798,7 @@ class Cyclic(Schedule):
     def _lr(self, t: float) -> float:
         size = self.step_size_up + self.step_size_down
         cycle = math.floor(t / size)  # 0-based cycle index
-        pos = t - cycle * size
+        pos = min(max(t - cycle * size, 0.0), size)  # clamped: t / size may round across a cycle's edge
         rise = pos / self.step_size_up if pos <= self.step_size_up else (size - pos) / self.step_size_down
         if self.mode == "triangular":
             scale = 1.0
