@@ -391,6 +391,8 @@ def _shape(code: types.CodeType) -> tuple | None:
 
 
 _SAME_OP = {"LOAD_METHOD": "LOAD_ATTR"}  # 3.11 compiles `module.f()` either way, depending on the imports around it
+# 3.13 places (or leaves out) the NULL that a call pushes depending on the code around the function as well
+_NO_MEANING = ("CACHE", "NOP", "EXTENDED_ARG", "PUSH_NULL")
 
 
 def _signature(code: types.CodeType) -> tuple:
@@ -399,7 +401,7 @@ def _signature(code: types.CodeType) -> tuple:
 
     ops = []
     for ins in dis.get_instructions(code):
-        if ins.opname in ("CACHE", "NOP", "EXTENDED_ARG"):
+        if ins.opname in _NO_MEANING:
             continue
         arg = None if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs else ins.argval
         try:
