@@ -21,34 +21,27 @@ from lrlab.course.errors import CourseError
 
 
 # ------------------------------------------------------------------------------------------- argument types
-def _positive_int(text: str) -> int:
+def _number(text: str, convert: type, ok, allowed: str):
+    """``text`` as a number of type ``convert`` when ``ok`` accepts it; otherwise argparse's error naming ``allowed``."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _memory_gb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value == 0 or 0.25 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or at least 0.25 (GB), got {text!r}")
-    return value
+    return _number(text, float, lambda v: v == 0 or 0.25 <= v < float("inf"), "0 (no limit) or at least 0.25 (GB)")
 
 
 def _assignment_name(text: str) -> str:
