@@ -22,7 +22,7 @@ from lrlab.course.errors import CourseError
 
 # ------------------------------------------------------------------------------------------- argument types
 def _number(text: str, convert: type, ok, allowed: str):
-    """``text`` as a number of type ``convert`` when ``ok`` accepts it; otherwise argparse's error naming ``allowed``."""
+    """``text`` as a ``convert`` number when ``ok`` accepts it; otherwise argparse's error naming ``allowed``."""
     try:
         value = convert(text)
     except ValueError:
