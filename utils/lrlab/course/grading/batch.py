@@ -18,6 +18,7 @@ from lrlab.course.grading.executor import Job, kill_all_boxes, run_jobs
 from lrlab.course.grading.gradebook import (
     coursedir,
     ensure_in_gradebook,
+    flag_for_review,
     gradebook_score,
     load_config,
     zero_submission,
@@ -115,6 +116,9 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
                     more, hidden = diagnose(nbformat.read(str(graded), as_version=4), limits)
                     result.reasons += [m for m in more if m not in result.reasons]
                     result.hidden_failures += hidden
+            review = [r for r in result.reasons if r.startswith(("tampered with the grader", "flagged for manual"))]
+            if review and not errors:
+                flag_for_review(db_url, assignment, student, review)
             if errors:
                 result.status = "error"
                 result.reasons.append(f"nbgrader could not grade it: {errors[0]}")
@@ -142,7 +146,7 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
                     continue
                 result = results[sub.student] = StudentResult(sub.student, "graded", reasons=list(sub.reasons))
                 files = workspace / f"f{number}"
-                working_files(config, assignment, sub.folder, files)
+                result.reasons += working_files(config, assignment, sub.folder, files)
                 student_jobs[sub.student] = []
                 for k, name in enumerate(notebooks):
                     path = sub.folder / f"{name}.ipynb"

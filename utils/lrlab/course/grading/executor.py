@@ -5,7 +5,11 @@ box, bounded output and a graceful end when the kernel dies or hangs; :func:`exe
 :func:`run_jobs` one learner's notebooks, :func:`kill_all_boxes` stops every box of this process (on Ctrl-C).
 The notebook client stays outside the box: a submission can only produce cell outputs.
 
-Imports: :mod:`lrlab.course.grading.kernel` and :mod:`~lrlab.course.grading.sandbox`, nbformat, nbclient, nbgrader.
+Every test cell runs between two checks of :mod:`~lrlab.course.grading.guard`: a submission that tampered with the
+kernel's machinery scores 0 on that test and every later one, and the reason is kept in :attr:`BoxExecute.tampered`.
+
+Imports: :mod:`lrlab.course.grading.guard`, :mod:`~lrlab.course.grading.kernel` and
+:mod:`~lrlab.course.grading.sandbox`, nbformat, nbclient, nbgrader.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from pathlib import Path
 
 import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
+from lrlab.course.grading import guard as gd
 from lrlab.course.grading import sandbox as sb
 from lrlab.course.grading.kernel import MAX_MESSAGE_BYTES, BoxKernelManager
 
@@ -29,6 +35,8 @@ from lrlab.course.grading.kernel import MAX_MESSAGE_BYTES, BoxKernelManager
 MAX_OUTPUT_BYTES = 8 * sb.MiB
 #: Longest error message (and traceback line) kept from a kernel.
 ERROR_TEXT_CHARS = 10_000
+#: The learner library, as the box sees it (read-only, at the same path): the guard checks the modules tests use.
+LRLAB_DIR = Path(__file__).resolve().parents[2]
 
 
 def cell_label(nb: NotebookNode, index: int) -> str:
@@ -121,6 +129,61 @@ class BoxExecute(Execute):
         self._cell_timed_out = False
         return super().preprocess_cell(cell, resources, index)
 
+    # -- the guard around test cells ---------------------------------------------------------------------------
+
+    async def _user_expression(self, expression: str) -> dict | None:
+        """Evaluate one expression in the kernel without IPython's transformers (a silent request)."""
+        msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions={"g": expression},
+                                 stop_on_error=False)
+        reply = await self.async_wait_for_reply(msg_id)
+        if not reply:
+            return None
+        return reply.get("content", {}).get("user_expressions", {}).get("g")
+
+    async def _install_guard(self) -> None:
+        self._guard = gd.Guard(str(LRLAB_DIR))
+        answer = await self._user_expression(self._guard.install_expression())
+        if not isinstance(answer, dict) or answer.get("status") != "ok":
+            detail = answer.get("evalue", "") if isinstance(answer, dict) else "no answer"
+            self.problems.append(f"the grader's guard could not be installed in the kernel ({detail})")
+            self._guard = None
+
+    async def _check_guard(self, cell, index: int, when: str) -> None:
+        if self._guard is None:
+            return
+        challenge = gd.new_challenge()
+        answer = await self._user_expression(self._guard.check_expression(challenge, gd.builtin_names(cell.source)))
+        found = self._guard.verdict(answer, challenge)
+        if found:
+            where = f"{'before' if when == 'before' else 'while running'} {cell_label(self.nb, index)}"
+            self._tamper(f"{'; '.join(found)} ({where})")
+
+    def _tamper(self, why: str) -> None:
+        if not self.tampered:
+            self.problems.append(f"tampered with the grader: {why}; this test and every later one score 0")
+        self.tampered.append(why)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        test = gd.is_test_cell(cell) and bool(cell.source.strip())
+        if test:
+            await self._check_guard(cell, cell_index, "before")
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if test:
+            await self._check_guard(cell, cell_index, "after")
+            if gd.credit_outputs(cell):
+                self._tamper(f"{cell_label(self.nb, cell_index)} showed a result its test did not produce "
+                             "(a forged partial credit)")
+            if self.tampered:
+                gd.withhold(cell, "the submission tampered with the grader (" + self.tampered[0] + ")")
+            else:
+                line = gd.stderr_only_loss(cell)
+                if line is not None:
+                    self.problems.append(f"{cell_label(self.nb, cell_index)} lost its points only because it wrote "
+                                         f"to stderr ({line!r})")
+        return cell
+
+    execute_cell = run_sync(async_execute_cell)
+
     def _kill_for_wall_time(self) -> None:
         self._wall_killed = True
         if self._box_km is not None:
@@ -174,6 +237,10 @@ class BoxExecute(Execute):
         self._wall_killed = False
         self._cell_timed_out = False
         self._box_km = None
+        self._guard = None
+        self.tampered: list[str] = []
+        self.flags = gd.scan(self.nb)
+        self.problems += self.flags
         self.started = False
         current = -1
         watchdog = threading.Timer(self.wall_s, self._kill_for_wall_time)
@@ -185,6 +252,7 @@ class BoxExecute(Execute):
                     info_msg = self.wait_for_reply(self.kc.kernel_info())
                     self.started = True
                     self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+                    run_sync(self._install_guard)()
                     for index, cell in enumerate(self.nb.cells):
                         current = index
                         self.preprocess_cell(cell, resources, index)
@@ -272,7 +340,8 @@ def execute_in_box(config, nb: NotebookNode, *, box: sb.Sandbox, files: Path, ru
     executor.box = box
     executor.rundir = rundir
     executor.copy_from = files
-    executor.box_env = {"NBGRADER_EXECUTION": "autograde"}
+    # PYTHONSAFEPATH: the working folder is not put first on sys.path (the guard appends it last)
+    executor.box_env = {"NBGRADER_EXECUTION": "autograde", "PYTHONSAFEPATH": "1"}
     executor.log_path = log_dir / "kernel.log"
     executor.wall_s = wall_s
     with _ACTIVE_LOCK:

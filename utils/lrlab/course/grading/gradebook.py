@@ -125,3 +125,26 @@ def gradebook_score(db_url: str, assignment: str, student: str) -> tuple[float, 
         except MissingEntry:
             return 0.0, float(gb.find_assignment(assignment).max_score), False
         return float(sub.score), float(sub.max_score), bool(sub.needs_manual_grade)
+
+
+def flag_for_review(db_url: str, assignment: str, student: str, notes: list[str]) -> None:
+    """Flag a student's graded submission in the gradebook (the formgrader shows the flag) and put ``notes`` (why:
+    tampering found, code that reaches for the kernel's machinery) into the automatic comment of every answer
+    cell, where the formgrader shows it next to the answer. Call it after nbgrader's ``Autograde``, which writes
+    those comments. Does nothing when there is no such submission."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if not notes:
+        return
+    text = "Grader: " + " | ".join(notes)
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="nbgrader.api")
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return
+        for notebook in submission.notebooks:
+            notebook.flagged = True
+            for comment in notebook.comments:
+                comment.auto_comment = f"{comment.auto_comment}\n{text}" if comment.auto_comment else text
+        gb.db.commit()

@@ -6,8 +6,8 @@ preprocessors plus two repairs of lrlab's, so a learner who edits or deletes a t
 :func:`sanitize` runs it on one notebook and returns the reasons, in words, for every repair. :func:`signature`
 says what execution depends on; :func:`collecting_logger` turns nbgrader's warnings into such reasons.
 
-Imports: :mod:`~lrlab.course.grading.gradebook`, :mod:`~lrlab.course.grading.feedback`, nbformat, nbgrader,
-traitlets.
+Imports: :mod:`~lrlab.course.grading.gradebook`, :mod:`~lrlab.course.grading.feedback`,
+:mod:`~lrlab.course.grading.guard`, nbformat, nbgrader, traitlets.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from lrlab.course.grading.feedback import BEGIN, END, hidden_regions
 from lrlab.course.grading.gradebook import coursedir, gradebook_cells, source_notebook
+from lrlab.course.grading.guard import RestoreWholeCells
 
 
 def _expected_metadata(known: dict, grade_id: str) -> dict:
@@ -157,7 +158,8 @@ class RestoreLockedCells(NbGraderPreprocessor):
 
 def sanitize_chain(config) -> list[type]:
     """The preprocessors that sanitize a submission: nbgrader's (as configured for ``Autograde``)
-    with :class:`RepairGradeMetadata` first and :class:`RestoreLockedCells` after ``OverwriteCells``."""
+    with :class:`RepairGradeMetadata` first and :class:`RestoreLockedCells` and
+    :class:`~lrlab.course.grading.guard.RestoreWholeCells` after ``OverwriteCells``."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import OverwriteCells
     from traitlets.utils.importstring import import_item
@@ -165,14 +167,14 @@ def sanitize_chain(config) -> list[type]:
     configured = config.Autograde.get("sanitize_preprocessors") if "Autograde" in config else None
     chain = list(configured) if configured else list(Autograde.class_traits()["sanitize_preprocessors"].default())
     chain = [import_item(c) if isinstance(c, str) else c for c in chain]
-    chain = [c for c in chain if c not in (RepairGradeMetadata, RestoreLockedCells)]
+    chain = [c for c in chain if c not in (RepairGradeMetadata, RestoreLockedCells, RestoreWholeCells)]
     out: list[type] = [RepairGradeMetadata]
     for cls in chain:
         out.append(cls)
         if issubclass(cls, OverwriteCells):
-            out.append(RestoreLockedCells)
+            out += [RestoreLockedCells, RestoreWholeCells]
     if RestoreLockedCells not in out:
-        out.append(RestoreLockedCells)
+        out += [RestoreLockedCells, RestoreWholeCells]
     return out
 
 
@@ -220,8 +222,9 @@ def collecting_logger(name: str) -> tuple[logging.Logger, _Collect]:
 
 
 def signature(nb: NotebookNode) -> str:
-    """What execution depends on: the kernel and every cell's type, source and nbgrader metadata."""
-    cells = [(c.cell_type, c.source, c.get("metadata", {}).get("nbgrader")) for c in nb.cells]
+    """What execution depends on: the kernel and every cell's type, source, nbgrader metadata and tags."""
+    cells = [(c.cell_type, c.source, c.get("metadata", {}).get("nbgrader"), c.get("metadata", {}).get("tags"))
+             for c in nb.cells]
     kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     return json.dumps([kernel, cells], sort_keys=True, default=str)
 

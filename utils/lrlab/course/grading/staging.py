@@ -1,5 +1,6 @@
 """Staging: every submission of an assignment copied, without trusting it, into a private folder in nbgrader's
-layout (``submitted/<student>/<assignment>/``), and the files a kernel finds in its working folder.
+layout (``submitted/<student>/<assignment>/``), and the files a kernel finds in its working folder (none of
+them shadows an importable module).
 
 Accepted: nbgrader's folder layout, a folder of ``<student>_<assignment>.ipynb`` files, or a zip of either (an
 LMS export). Only regular files are copied, within a size limit; a notebook that is not valid JSON scores 0.
@@ -10,10 +11,12 @@ Imports: :mod:`lrlab.course.errors`, :mod:`~lrlab.course.grading.gradebook`, :mo
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,13 +216,67 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
     return staged_root, [submissions[s] for s in sorted(submissions)], notes
 
 
-def working_files(config, assignment: str, submitted: Path, dest: Path) -> None:
+@functools.lru_cache(maxsize=1)
+def importable_names() -> frozenset[str]:
+    """Top-level modules a kernel could import: the standard library, everything installed in this environment
+    (the box runs the same one), ``lrlab``, and the names Python imports on its own at start-up."""
+    import pkgutil
+
+    installed = {m.name for m in pkgutil.iter_modules() if m.name.isidentifier()}
+    return frozenset(set(sys.stdlib_module_names) | installed | {"lrlab", "sitecustomize", "usercustomize"})
+
+
+_MODULE_SUFFIXES = (".py", ".pyc", ".pyw", ".pyd", ".so")
+#: Appended to a submitted file or folder that would shadow an importable module.
+SHADOW_SUFFIX = ".shadowing"
+
+
+def _shadowed_module(path: Path) -> str | None:
+    """The importable module a top-level entry of a working folder would shadow, or None."""
+    name = path.name
+    if path.is_symlink():
+        return None
+    if path.is_dir():
+        if not any(p.suffix in _MODULE_SUFFIXES for p in path.iterdir()):
+            return None  # a folder of data files is no package
+        module = name
+    elif name.endswith(".pth"):
+        return f"the site configuration ({name} is a .pth file)"
+    elif name.endswith(_MODULE_SUFFIXES):
+        module = name.split(".", 1)[0]
+    else:
+        return None
+    return f"the module {module}" if module in importable_names() else None
+
+
+def rename_shadowing(folder: Path) -> list[str]:
+    """Rename every top-level file or folder in ``folder`` that would shadow an importable module (``torch.py``,
+    ``numpy/``, ``lrlab/__init__.py``, ``sitecustomize.py``, a ``.pth`` file, ...) to ``<name>.shadowing``; return
+    a reason for each. (The kernel also puts its working folder last on ``sys.path``.)"""
+    reasons = []
+    for path in sorted(folder.iterdir()):
+        what = _shadowed_module(path)
+        if what is None:
+            continue
+        target = path.with_name(path.name + SHADOW_SUFFIX)
+        if target.exists() or target.is_symlink():
+            shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+        path.rename(target)
+        kind = "folder" if target.is_dir() else "file"
+        reasons.append(f"the submitted {kind} {path.name} would shadow {what}; renamed to {target.name}")
+    return reasons
+
+
+def working_files(config, assignment: str, submitted: Path, dest: Path) -> list[str]:
     """The files a kernel finds in its working folder, as in nbgrader's autograded folder: the
-    submission's non-notebook files, then the source's (which win), minus ``exclude_overwriting``."""
+    submission's non-notebook files, then the source's (which win), minus ``exclude_overwriting``.
+
+    Submitted files that would shadow an importable module are renamed; returns a reason for each."""
     folders = coursedir(config)
     ignore = [*folders.ignore, "*.ipynb"]
     dest.mkdir(parents=True, exist_ok=True)
     copy_regular_files(submitted, dest, ignore)
+    reasons = rename_shadowing(dest)
     source = Path(folders.format_path(folders.source_directory, ".", assignment))
     excluded = set(config.Autograde.get("exclude_overwriting", {}).get(assignment, [])) \
         if "Autograde" in config else set()
@@ -235,3 +292,4 @@ def working_files(config, assignment: str, submitted: Path, dest: Path) -> None:
             if target.exists() or target.is_symlink():
                 target.unlink()
             shutil.copyfile(filename, target)
+    return reasons
