@@ -106,17 +106,73 @@ def test_stage_submissions_from_a_zip_and_bad_sources(course, config, tmp_path):
         staging.stage_submissions(config, ASSIGNMENT, [ASSIGNMENT], text, tmp_path / "s3")
 
 
-@pytest.mark.parametrize("name", ["../escape.ipynb", "/abs/path.ipynb"])
-def test_safe_extract_refuses_unsafe_paths(tmp_path, name):
+@pytest.mark.parametrize("name", ["../escape.ipynb", "/abs/path.ipynb", "a/./b.ipynb"])
+def test_safe_extract_skips_unsafe_paths(tmp_path, name):
     export = tmp_path / "evil.zip"
     with zipfile.ZipFile(export, "w") as archive:
         archive.writestr(name, "x")
-    with pytest.raises(GradingError, match="unsafe path"):
-        staging.safe_extract(export, tmp_path / "out")
-    assert not (tmp_path / "escape.ipynb").exists()
+        archive.writestr("ok.txt", "fine")
+    assert staging.safe_extract(export, tmp_path / "out") == [(name, "an unsafe path")]
+    assert not (tmp_path / "escape.ipynb").exists() and (tmp_path / "out" / "ok.txt").read_text() == "fine"
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(GradingError, match="not a readable zip file"):
         staging.safe_extract(tmp_path / "broken.zip", tmp_path / "out2")
+
+
+def _special(archive: zipfile.ZipFile, name: str, mode: int, data: str = "x") -> None:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = mode << 16
+    archive.writestr(info, data)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_zip_hazards_touch_only_their_students_row(course, config, tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "MAX_SUBMISSION_BYTES", 10_000)  # the whole export may unpack to 100 kB
+    nb_text = nbformat.writes(reference_notebook(course))
+    export = tmp_path / "export.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        archive.writestr(f"lms/alice/{ASSIGNMENT}/toy.ipynb", nb_text)
+        archive.writestr(f"lms/bob/{ASSIGNMENT}/toy.ipynb", nb_text)
+        archive.writestr(f"lms/bob/{ASSIGNMENT}/data", "a file")
+        archive.writestr(f"lms/bob/{ASSIGNMENT}/data/more.csv", "x" * 90_000)  # clashes; must not count
+        archive.writestr(f"lms/carol_{ASSIGNMENT}.ipynb", nb_text)
+        archive.writestr(f"lms/carol_{ASSIGNMENT}.ipynb", "x" * 90_000)  # the same name again
+        _special(archive, f"lms/dave_{ASSIGNMENT}.ipynb", 0o010644)  # a FIFO
+        _special(archive, f"lms/erin/{ASSIGNMENT}/toy.ipynb", 0o020644)  # a device
+        _special(archive, f"lms/frank_{ASSIGNMENT}.ipynb", 0o120777, "/etc/passwd")  # a symbolic link
+        archive.writestr("lms/../../escape.txt", "x")
+    _, subs, notes = staging.stage_submissions(config, ASSIGNMENT, [ASSIGNMENT], export, tmp_path / "st")
+    by = {s.student: s for s in subs}
+    assert by["alice"].reasons == [] and (by["alice"].folder / "toy.ipynb").is_file()
+    assert by["bob"].reasons == [f"skipped bob/{ASSIGNMENT}/data/more.csv in the zip: a file and a folder of the "
+                                 "same name"]
+    assert (by["bob"].folder / "toy.ipynb").is_file() and (by["bob"].folder / "data").read_text() == "a file"
+    assert by["carol"].reasons == [f"skipped carol_{ASSIGNMENT}.ipynb in the zip: the same name appears twice in "
+                                   "the zip"]
+    assert (by["carol"].folder / "toy.ipynb").read_text() == nb_text
+    assert by["dave"].folder is None and by["dave"].reasons == [
+        f"skipped dave_{ASSIGNMENT}.ipynb in the zip: a FIFO", "no submission found"]
+    assert by["erin"].folder is None and "a device" in by["erin"].reasons[0]
+    assert by["frank"].folder is None and "a symbolic link" in by["frank"].reasons[0]
+    assert "skipped lms/../../escape.txt in the zip: an unsafe path" in notes
+
+
+def test_flat_hazards_touch_only_their_students_row(course, config, tmp_path):
+    source = tmp_path / "in"
+    _write(reference_notebook(course), source / f"alice_{ASSIGNMENT}.ipynb")
+    _write(reference_notebook(course), source / f"bob_{ASSIGNMENT}.ipynb")
+    _write(release_notebook(course), source / f"bob_{ASSIGNMENT}_{ASSIGNMENT}.ipynb")  # the same notebook again
+    os.mkfifo(source / f"carol_{ASSIGNMENT}.ipynb")
+    os.symlink(source / f"alice_{ASSIGNMENT}.ipynb", source / f"dave_{ASSIGNMENT}.ipynb")
+    _, subs, _ = staging.stage_submissions(config, ASSIGNMENT, [ASSIGNMENT], source, tmp_path / "st")
+    by = {s.student: s for s in subs}
+    assert by["alice"].reasons == []
+    assert by["bob"].reasons == [f"bob_{ASSIGNMENT}.ipynb, bob_{ASSIGNMENT}_{ASSIGNMENT}.ipynb are all toy.ipynb of "
+                                 "this student; none of them is graded", "toy.ipynb is missing from the submission; "
+                                 "it scores 0"]
+    assert by["carol"].folder is None and by["carol"].reasons[0] == (
+        f"skipped carol_{ASSIGNMENT}.ipynb: a FIFO, not a regular file")
+    assert by["dave"].folder is None and "a symbolic link" in by["dave"].reasons[0]
 
 
 def test_copy_regular_files_stops_at_the_size_limit(tmp_path, monkeypatch):
@@ -124,10 +180,11 @@ def test_copy_regular_files_stops_at_the_size_limit(tmp_path, monkeypatch):
     src.mkdir()
     (src / "a.bin").write_bytes(b"x" * 600)
     (src / "b.bin").write_bytes(b"x" * 600)
+    (src / "c.bin").write_bytes(b"x" * 300)  # fits: the skipped b.bin does not count
     monkeypatch.setattr(staging, "MAX_SUBMISSION_BYTES", 1000)
     skipped = staging.copy_regular_files(src, tmp_path / "dest", [])
     assert skipped == ["b.bin (submission larger than 0 MB)"]
-    assert [p.name for p in (tmp_path / "dest").iterdir()] == ["a.bin"]
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["a.bin", "c.bin"]
 
 
 def test_check_notebook_and_student_ids(tmp_path):

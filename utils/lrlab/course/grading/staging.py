@@ -52,31 +52,74 @@ def flat_pattern(assignment: str, notebooks: list[str]) -> re.Pattern:
     return re.compile(rf"^(?P<student>.+?)_{re.escape(assignment)}(?:_(?P<notebook>{names}))?\.ipynb$")
 
 
-def safe_extract(zip_path: Path, dest: Path) -> None:
-    """Extract an LMS export without trusting it: no absolute paths or '..', no links, bounded size."""
+_ZIP_KINDS = {0o120000: "a symbolic link", 0o010000: "a FIFO", 0o020000: "a device", 0o060000: "a device",
+              0o140000: "a socket"}
+
+
+def safe_extract(zip_path: Path, dest: Path) -> list[tuple[str, str]]:
+    """Extract an LMS export without trusting it; return the members left out, each with the reason.
+
+    Left out (the rest is extracted): absolute paths and '..', links, FIFOs, devices and sockets, a member whose
+    name clashes with another (a file and a folder of the same name, the same name twice), and a member that cannot
+    be read. Only what is extracted counts toward the size limit of the whole export (``10 *
+    MAX_SUBMISSION_BYTES``), past which the export is refused."""
     import zipfile
+    import zlib
 
     try:
         archive = zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile as exc:
         raise GradingError(f"{zip_path} is not a readable zip file ({exc})") from exc
+    skipped: list[tuple[str, str]] = []
+    dest = Path(dest)
     with archive:
         total = 0
         for info in archive.infolist():
-            parts = Path(info.filename).parts
-            if info.filename.startswith(("/", "\\")) or ".." in parts or not parts:
-                raise GradingError(f"{zip_path} contains an unsafe path {info.filename!r}; refusing to extract it")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                continue  # a symbolic link: skipped
-            total += info.file_size
-            if total > MAX_SUBMISSION_BYTES * 10:
-                raise GradingError(f"{zip_path} unpacks to more than {MAX_SUBMISSION_BYTES * 10 // sb.MiB} MB")
-            if info.is_dir():
+            name = info.filename
+            parts = Path(name).parts
+            kind = _ZIP_KINDS.get((info.external_attr >> 16) & 0o170000)
+            if name.startswith(("/", "\\")) or ".." in parts or not parts or "\x00" in name or \
+                    any(p in ("", ".") for p in name.rstrip("/").split("/")):
+                skipped.append((name, "an unsafe path"))
+                continue
+            if kind is not None:
+                skipped.append((name, kind))
                 continue
             target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
+            bad_parent = any(p.is_symlink() or (p.exists() and not p.is_dir())
+                             for p in target.parents if p != dest and _inside(p, dest))
+            if info.is_dir():
+                if bad_parent or (target.exists() and not target.is_dir()):
+                    skipped.append((name, "a file and a folder of the same name"))
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                continue
+            if bad_parent or target.is_dir():
+                skipped.append((name, "a file and a folder of the same name"))
+                continue
+            if target.exists():
+                skipped.append((name, "the same name appears twice in the zip"))
+                continue
+            if total + info.file_size > MAX_SUBMISSION_BYTES * 10:
+                raise GradingError(f"{zip_path} unpacks to more than {MAX_SUBMISSION_BYTES * 10 // sb.MiB} MB")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+                target.unlink(missing_ok=True)
+                skipped.append((name, f"unreadable ({type(exc).__name__}: {str(exc)[:80]})"))
+                continue
+            total += target.stat().st_size
+    return skipped
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
 
 
 def check_notebook(path: Path) -> str | None:
@@ -99,7 +142,7 @@ def copy_regular_files(src: Path, dest: Path, ignore: list[str]) -> list[str]:
         rel_dir = Path(dirpath).relative_to(src)
         dirnames[:] = [d for d in dirnames if not is_ignored(os.path.join(dirpath, d), ignore)
                        and not os.path.islink(os.path.join(dirpath, d))]
-        for name in filenames:
+        for name in sorted(filenames):
             path = Path(dirpath) / name
             if is_ignored(str(path), ignore):
                 continue
@@ -107,10 +150,10 @@ def copy_regular_files(src: Path, dest: Path, ignore: list[str]) -> list[str]:
             if not stat.S_ISREG(st.st_mode):
                 skipped.append(f"{rel_dir / name} (not a regular file)")
                 continue
-            total += st.st_size
-            if total > MAX_SUBMISSION_BYTES:
+            if total + st.st_size > MAX_SUBMISSION_BYTES:  # a skipped file does not count toward the limit
                 skipped.append(f"{rel_dir / name} (submission larger than {MAX_SUBMISSION_BYTES // sb.MiB} MB)")
                 continue
+            total += st.st_size
             (dest / rel_dir).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest / rel_dir / name)
     return skipped
@@ -141,14 +184,24 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
     staged_root = staging / "submitted"
     staged_root.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
+    pending: dict[str, list[str]] = {}  # reasons for a student, found before their submission is staged
     if source.is_file():
         if source.suffix.lower() != ".zip":
             raise GradingError(f"--submissions {source} must be a folder or a .zip file")
         unpacked = staging / "unzipped"
         unpacked.mkdir()
-        safe_extract(source, unpacked)
+        left_out = safe_extract(source, unpacked)
         entries = [p for p in unpacked.iterdir() if not p.name.startswith(("__MACOSX", "."))]
         source = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
+        top = source.relative_to(unpacked).parts
+        for member, why in left_out:
+            parts = Path(member).parts
+            parts = parts[len(top):] if parts[:len(top)] == top else parts
+            owner = _owner(parts, assignment, notebooks)
+            if owner is None:
+                notes.append(f"skipped {member} in the zip: {why}")
+            else:
+                pending.setdefault(owner, []).append(f"skipped {'/'.join(parts)} in the zip: {why}")
 
     found: dict[str, Path] = {}
     # (a) nbgrader layout
@@ -167,18 +220,23 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
             notes.append(f"skipped {path.name}: not a notebook")
             continue
         m = pattern.match(path.name)
-        if not m or path.is_symlink():
+        if not m:
             notes.append(f"skipped {path.name}: not named <student>_{assignment}.ipynb")
             continue
         student = m.group("student")
         if not STUDENT_ID.match(student):
             notes.append(f"skipped {path.name}: {student!r} is not a usable student id")
             continue
+        kind = _special_kind(path)
+        if kind is not None:
+            pending.setdefault(student, []).append(f"skipped {path.name}: {kind}, not a regular file")
+            continue
         notebook = m.group("notebook")
         if notebook is None:
             if len(notebooks) != 1:
-                notes.append(f"skipped {path.name}: {assignment} has several notebooks; name the file "
-                             f"<student>_{assignment}_<notebook>.ipynb")
+                pending.setdefault(student, []).append(
+                    f"skipped {path.name}: {assignment} has several notebooks; name the file "
+                    f"<student>_{assignment}_<notebook>.ipynb")
                 continue
             notebook = notebooks[0]
         flat.setdefault(student, []).append((notebook, path))
@@ -191,14 +249,31 @@ def stage_submissions(config, assignment: str, notebooks: list[str], source: Pat
         submissions[student] = Submission(student, dest, [f"skipped {s}" for s in skipped])
     for student, files in flat.items():
         if student in submissions:
-            notes.append(f"{student}: both a folder and flat files were found; graded the folder")
+            submissions[student].reasons.append("both a folder and flat files were found; graded the folder")
             continue
         dest = staged_root / student / assignment
         dest.mkdir(parents=True)
+        sub = submissions[student] = Submission(student, dest)
+        by_notebook: dict[str, list[Path]] = {}
         for notebook, path in files:
-            shutil.copyfile(path, dest / f"{notebook}.ipynb")
-        submissions[student] = Submission(student, dest)
+            by_notebook.setdefault(notebook, []).append(path)
+        for notebook, paths in by_notebook.items():
+            if len(paths) > 1:
+                names = ", ".join(p.name for p in paths)
+                sub.reasons.append(f"{names} are all {notebook}.ipynb of this student; none of them is graded")
+                continue
+            try:
+                shutil.copyfile(paths[0], dest / f"{notebook}.ipynb")
+            except OSError as exc:
+                sub.reasons.append(f"skipped {paths[0].name}: it cannot be read ({type(exc).__name__})")
+    for student, reasons in pending.items():
+        if student not in submissions:
+            submissions[student] = Submission(student, None)
+        submissions[student].reasons[:0] = reasons
     for sub in submissions.values():
+        if sub.folder is None:
+            sub.reasons.append("no submission found")
+            continue
         for name in notebooks:
             path = sub.folder / f"{name}.ipynb"
             if not path.exists():
@@ -265,6 +340,36 @@ def rename_shadowing(folder: Path) -> list[str]:
         kind = "folder" if target.is_dir() else "file"
         reasons.append(f"the submitted {kind} {path.name} would shadow {what}; renamed to {target.name}")
     return reasons
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a path is when it is not a regular file (a link, a FIFO, ...), or None for a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "unreadable"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _owner(parts: tuple[str, ...], assignment: str, notebooks: list[str]) -> str | None:
+    """The student a path inside a submissions folder belongs to (nbgrader layout or a flat file), or None."""
+    if len(parts) >= 2 and parts[1] == assignment and STUDENT_ID.match(parts[0]):
+        return parts[0]
+    if len(parts) == 1:
+        m = flat_pattern(assignment, notebooks).match(parts[0])
+        if m and STUDENT_ID.match(m.group("student")):
+            return m.group("student")
+    return None
 
 
 def working_files(config, assignment: str, submitted: Path, dest: Path) -> list[str]:
