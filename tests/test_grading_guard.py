@@ -7,6 +7,7 @@ the unit tests below it check the pieces one by one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -19,7 +20,9 @@ from lrlab.course.grading import sandbox as sb
 from lrlab.course.grading.batch import grade
 from lrlab.course.grading.staging import SHADOW_SUFFIX, rename_shadowing
 
-LIMITS = sb.Limits(wall_s=60, cpu_s=60, memory_bytes=2 * sb.GiB)
+LIMITS = sb.Limits(wall_s=60, cpu_s=60, memory_bytes=2 * sb.GiB, processes=64, tmp_bytes=16 * sb.MiB,
+                   runtime_bytes=4 * sb.MiB)
+AS_ROOT_ONLY = {"guard_fork_probe"}  # tested in test_fork_probe_as_root_is_bounded
 
 
 def _scores(root: Path, student: str) -> dict[str, float | None]:
@@ -70,8 +73,24 @@ def test_honest_submission_is_untouched(guarded):
 @pytest.mark.slow
 @pytest.mark.sandbox
 @pytest.mark.xdist_group("lrlab_grading_guard")
-@pytest.mark.parametrize("name", sorted(GUARD_CASES))
+@pytest.mark.parametrize("name", sorted(set(GUARD_CASES) - AS_ROOT_ONLY))
 def test_guard_case(guarded, name):
+    _check_case(guarded, name)
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox
+@pytest.mark.xdist_group("lrlab_grading_guard")
+@pytest.mark.skipif(os.geteuid() != 0, reason="Linux applies the process limit to every user but root: only a "
+                    "grader running as root needs the box's own uid to bound a fork probe")
+def test_fork_probe_as_root_is_bounded(guarded):
+    _check_case(guarded, "guard_fork_probe")
+    outputs = _outputs(guarded["root"], "guard_fork_probe")
+    uid = int(outputs.split("UID ", 1)[1].split()[0])
+    assert uid != 0 and int(outputs.split("FORKED ", 1)[1].split()[0]) < 64
+
+
+def _check_case(guarded, name):
     case = GUARD_CASES[name]
     result = guarded["report"].by_student()[name]
     assert result.status == case.status, (result.status, result.reasons)

@@ -144,6 +144,40 @@ def square(x):
     print("just a note", file=_sys.stderr)
     return x * x'''
 
+FILL_TMP = """def square(x):
+    return x * x
+with open("/tmp/fill.bin", "wb") as _fh:
+    for _ in range(64):  # bounded: 64 MB at most, the cap is smaller
+        _fh.write(b"x" * 2**20)
+        _fh.flush()"""
+
+FILL_RUNTIME = """import os as _os, sys as _sys
+def square(x):
+    return x * x
+_runtime = _os.path.dirname(_sys.argv[_sys.argv.index("-f") + 1])
+with open(_os.path.join(_runtime, "fill.bin"), "wb") as _fh:
+    for _ in range(64):  # bounded: 64 MB at most, the cap is smaller
+        _fh.write(b"x" * 2**20)
+        _fh.flush()"""
+
+# bounded whatever the limits: at most 1000 children, each gone after 2 s
+FORK_PROBE = """import os as _os, time as _time
+def square(x):
+    return x * x
+print("UID", _os.getuid())
+_kids = []
+try:
+    for _ in range(1000):
+        _pid = _os.fork()
+        if _pid == 0:
+            _time.sleep(2)
+            _os._exit(0)
+        _kids.append(_pid)
+finally:
+    for _pid in _kids:
+        _os.waitpid(_pid, 0)
+    print("FORKED", len(_kids))"""
+
 GUARD_CASES: dict[str, GuardCase] = {
     "guard_skip_execution": GuardCase(
         _answers(square=WRONG_SQUARE, tags={"square_tests": ["skip-execution"], "mean_tests": ["skip-execution"]}),
@@ -175,6 +209,12 @@ GUARD_CASES: dict[str, GuardCase] = {
                                       status="graded", absent="SHADOWED", present="COLORSYS-FROM-STDLIB"),
     "guard_honest_warning": GuardCase(_answers(square=HONEST_WARNING), {"square_tests": 2, "mean_tests": 3},
                                       status="graded", present="square is computed the slow way"),
+    "guard_fill_tmp": GuardCase(_answers(square=FILL_TMP), {"square_tests": 2, "mean_tests": 3},
+                                reason="the code filled a size-capped folder of its sandbox"),
+    "guard_fill_runtime": GuardCase(_answers(square=FILL_RUNTIME), {"square_tests": 2, "mean_tests": 3},
+                                    reason="the code filled a size-capped folder of its sandbox"),
+    "guard_fork_probe": GuardCase(_answers(square=FORK_PROBE), {"square_tests": 2, "mean_tests": 3},
+                                  reason="the code hit the sandbox's process limit (64 processes)"),
     "guard_stderr": GuardCase(_answers(square=STDERR), {"square_tests": 0, "mean_tests": 3},
                               reason="lost its points only because it wrote to stderr"),
 }

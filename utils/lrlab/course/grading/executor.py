@@ -163,11 +163,31 @@ class BoxExecute(Execute):
             self.problems.append(f"tampered with the grader: {why}; this test and every later one score 0")
         self.tampered.append(why)
 
+    def _limit_reasons(self, cell, index: int) -> None:
+        """Name the sandbox's limit behind an error of a cell (a full size cap, the process limit)."""
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                text = f"{output.get('ename')}: {output.get('evalue')}"
+            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = str(output.get("text", ""))
+            else:
+                continue
+            reason = sb.cap_reason(text, self.box.limits, runtime=self.rundir)
+            if reason is None and ("[Errno 11] Resource temporarily unavailable" in text
+                                   or "can't start new thread" in text):
+                reason = f"the code hit the sandbox's process limit ({self.box.limits.processes} processes)"
+            if reason is not None:
+                reason = f"{cell_label(self.nb, index)}: {reason}"
+                if reason not in self.problems:
+                    self.problems.append(reason)
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         test = gd.is_test_cell(cell) and bool(cell.source.strip())
         if test:
             await self._check_guard(cell, cell_index, "before")
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if cell.cell_type == "code" and self.box is not None:
+            self._limit_reasons(cell, cell_index)
         if test:
             await self._check_guard(cell, cell_index, "after")
             if gd.credit_outputs(cell):

@@ -39,8 +39,11 @@ class BoxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel runs in a :class:`lrlab.course.grading.sandbox.Sandbox`.
 
     The kernel talks over Unix-domain sockets in ``rundir`` (the box has no network, not even the
-    host's loopback), is interrupted by a message (signals do not cross into the box's process
-    tree), and starts in a private working folder filled from ``copy_from``. Its stderr goes to
+    host's loopback). In a box, ``rundir`` is a size-capped private folder of the box holding a copy of
+    the connection file (nothing the kernel writes there reaches the host), and the client reaches the
+    sockets through the link ``rundir/box``. The kernel is interrupted by a message (signals do not
+    cross into the box's process tree) and starts in a private working folder filled from
+    ``copy_from``. Its stderr goes to
     ``log_path`` (outside the box; its size is bounded by the box's file-size limit).
     """
 
@@ -65,7 +68,11 @@ class BoxKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
-        return self.box.wrap(cmd, workdir=self.workdir, copy_from=self.copy_from, writable=[self.rundir],
+        if self.box.unsafe:  # no box: the kernel's sockets and home are in the private host folder
+            return self.box.wrap(cmd, workdir=self.workdir, copy_from=self.copy_from, writable=[self.rundir],
+                                 env=self.box_env)
+        # the runtime folder is a size-capped tmpfs inside the box, filled with the connection file
+        return self.box.wrap(cmd, workdir=self.workdir, copy_from=self.copy_from, runtime=self.rundir,
                              env=self.box_env)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
@@ -78,6 +85,12 @@ class BoxKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(kernel_cmd, **kw)
         # keep the process object: jupyter_client forgets it on shutdown, we still want its status
         self.box_process = getattr(self.provisioner, "process", None)
+        if not self.box.unsafe and self.box_process is not None:
+            # the kernel binds its sockets in the box's private runtime folder: the client (only) reaches them
+            # through a short link to that folder as the box sees it
+            link = self.rundir / "box"
+            link.symlink_to(sb.box_path(self.box_process.pid, self.rundir))
+            self.ip = str(link / "k")
 
     box_process = None
 
