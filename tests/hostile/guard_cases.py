@@ -126,11 +126,13 @@ print("IMPORTED", json.__name__, numpy.__name__, lrlab.__name__, helper.VALUE)
 def square(x):
     return x * x'''
 
-RUNTIME_SHADOW = '''import os as _os
-with open("colorsys.py", "w") as _fh:
-    _fh.write("print('SHADOWED-colorsys')\\n")
-import colorsys as _colorsys
-print("COLORSYS-FROM-STDLIB" if hasattr(_colorsys, "rgb_to_hsv") else "SHADOWED-colorsys-used")
+RUNTIME_SHADOW = '''import os as _os, sys as _sys
+for _name in ("colorsys", "tqdm"):
+    with open(_name + ".py", "w") as _fh:
+        _fh.write("print('SHADOWED-' + __name__)\\n")
+import colorsys as _colorsys, tqdm as _tqdm
+print("REAL-MODULES" if hasattr(_colorsys, "rgb_to_hsv") and hasattr(_tqdm, "tqdm") else "SHADOWED-used")
+print("CWD-LAST", _sys.path[-1] == _os.getcwd() and "" not in _sys.path)
 def square(x):
     return x * x'''
 
@@ -206,7 +208,7 @@ GUARD_CASES: dict[str, GuardCase] = {
                                   reason="would shadow", files=SIDE_FILES, absent="SHADOWED",
                                   present="IMPORTED json numpy lrlab 42"),
     "guard_runtime_shadow": GuardCase(_answers(square=RUNTIME_SHADOW), {"square_tests": 2, "mean_tests": 3},
-                                      status="graded", absent="SHADOWED", present="COLORSYS-FROM-STDLIB"),
+                                      status="graded", absent="SHADOWED", present="REAL-MODULES\nCWD-LAST True"),
     "guard_honest_warning": GuardCase(_answers(square=HONEST_WARNING), {"square_tests": 2, "mean_tests": 3},
                                       status="graded", present="square is computed the slow way"),
     "guard_fill_tmp": GuardCase(_answers(square=FILL_TMP), {"square_tests": 2, "mean_tests": 3},

@@ -14,7 +14,8 @@ How a batch is graded (``lrlab grade ASSIGNMENT``, :func:`lrlab.course.grading.b
    no course files, no grading tools, read-only environment, resource limits). The notebook client that talks to
    the kernel stays outside the box, so the submission can only produce cell outputs; it can never touch the
    notebook it is graded from, the gradebook, or the grading process. A kernel that dies, hangs or floods output
-   loses the cells it did not finish.
+   loses the cells it did not finish. :mod:`~lrlab.course.grading.guard` checks the kernel's machinery before and
+   after every test cell: a submission that tampered with it scores 0 from there on and is flagged.
 3. :mod:`~lrlab.course.grading.scoring` (trusted, one student after another): nbgrader's own ``Autograde``
    converter runs as usual, except that its execution step replays the outputs of step 2 (checked cell by cell
    against a fresh sanitize of the same file). So every score is computed by nbgrader's code, and only this
