@@ -395,6 +395,12 @@ def _label(cell, index: int) -> str:
     return f"cell {index + 1}"
 
 
+def numbered_ids(prefix: str = "lrlab-cell-") -> Callable[[], str]:
+    """A ``new_id`` for :func:`sanitize_notebook` that numbers replacement ids (the same file gives the same ids)."""
+    count = iter(range(1, 10**9))
+    return lambda: f"{prefix}{next(count)}"
+
+
 def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = None) -> list[str]:
     """Remove every active content from ``nb`` (in place); return human-readable notes of what went.
 
