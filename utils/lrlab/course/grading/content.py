@@ -140,6 +140,9 @@ def block_dangerous_urls(text: str) -> tuple[str, int]:
 _MATHJAX_ACTIVE = re.compile(r"\\(require|style|class|cssId|unicode|bbox|html|data)(?![A-Za-z])")
 _MARKUP_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 _ALLOWED_MD_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\s*/?>")
+#: A tag that would run something: script, frames, objects, SVG/MathML, forms, meta/base/link, any ``on*=`` handler.
+_ACTIVE_TAG = re.compile(r"<\s*(?:(?:script|iframe|frame|frameset|object|embed|applet|svg|math|form|meta|base|link|"
+                         r"style|template)\b|[A-Za-z][^>]*?[\s/\"']on[A-Za-z]+\s*=)", re.IGNORECASE)
 
 
 def sanitize_markdown(text: str) -> tuple[str, list[str]]:
@@ -155,7 +158,7 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
     notes: list[str] = []
     out: list[str] = []
     pos = 0
-    neutralized = 0
+    neutralized = active = 0
     for m in _MARKUP_OPEN.finditer(text):
         start = m.start()
         out.append(text[pos:start])
@@ -165,6 +168,7 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
         else:
             out.append("<" + ZWSP)
             neutralized += 1
+            active += bool(_ACTIVE_TAG.match(text, start))
         pos = start + 1
     out.append(text[pos:])
     result, blocked = block_dangerous_urls("".join(out))
@@ -172,6 +176,8 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
     neutralized += tex
     if neutralized:
         notes.append(f"{neutralized} HTML tag(s) or MathJax command(s) neutralized")
+    if active:
+        notes.append(f"{active} of the neutralized tags were script, frame, object or event-handler tags")
     if blocked:
         notes.append(f"{blocked} unsafe link(s) broken")
     return result, notes

@@ -164,7 +164,7 @@ class RestoreLockedCells(NbGraderPreprocessor):
 
 #: Notes of :func:`~lrlab.course.grading.content.sanitize_notebook` that become a reason in the report (a submission
 #: that carried script, an unsafe link or an unsafe attachment); metadata and harmless markup are cleaned silently.
-_REPORTED_NOTES = ("script/style element", "unsafe link", "attachment")
+_REPORTED_NOTES = ("script/style element", "event-handler tag", "unsafe link", "attachment")
 
 
 def sanitize_content(nb: NotebookNode) -> list[str]:
