@@ -186,3 +186,20 @@ def test_side_files_that_shadow_a_module_are_renamed(tmp_path, name, kind):
     assert len(reasons) == 1 and top in reasons[0] and kind in reasons[0], reasons
     assert not (tmp_path / top).exists() and (tmp_path / (top + SHADOW_SUFFIX)).exists()
     assert (tmp_path / "helper.py").exists() and (tmp_path / "data" / "numbers.csv").exists()
+
+
+def test_feedback_shows_a_fixed_sentence_for_a_withheld_cell():
+    """A withheld test cell keeps a grader sentence in the feedback (not "a test failed"); a learner's own error
+    class of the same name cannot carry its text there either."""
+    from lrlab.course.grading import feedback
+
+    cell = nbformat.v4.new_code_cell("assert True\n### BEGIN HIDDEN TESTS\nassert 1\n### END HIDDEN TESTS\n",
+                                     metadata={"nbgrader": {"grade": True, "grade_id": "t", "points": 1}})
+    cell.outputs = []
+    gd.withhold(cell, "the test code was changed while it ran")
+    cell.outputs.append(nbformat.v4.new_output("error", ename=gd.GUARD_ERROR, evalue="<b>forged</b>",
+                                               traceback=[]))
+    out = feedback.hide_test_cell(cell)
+    sentence = feedback.GRADER_SENTENCES[gd.GUARD_ERROR]
+    assert [o.evalue for o in out.outputs] == [sentence, sentence]
+    assert "forged" not in str(out.outputs)

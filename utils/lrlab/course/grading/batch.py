@@ -1,5 +1,7 @@
-"""One grading batch, phase after phase: :func:`grade` stages the submissions, sanitizes each notebook, executes
-them in boxes (``jobs`` at a time), scores and reports each student as soon as their notebooks are done.
+"""One grading batch, phase after phase: :func:`grade` stages the submissions, sanitizes each notebook (and drops
+side files a browser would run), executes them in boxes (``jobs`` at a time), scores and reports each student as
+soon as their notebooks are done. Progress lines escape every student-controlled string
+(:func:`~lrlab.course.grading.text.escape_terminal`).
 
 Imports: every phase of :mod:`lrlab.course.grading` and :mod:`lrlab.course.layout`; nbformat.
 """
@@ -24,9 +26,10 @@ from lrlab.course.grading.gradebook import (
     zero_submission,
 )
 from lrlab.course.grading.reports import FeedbackWriter, GradeReport, StudentResult, write_csv
-from lrlab.course.grading.sanitize import sanitize
+from lrlab.course.grading.sanitize import drop_active_files, sanitize
 from lrlab.course.grading.scoring import ReplayExecute, autograde_student, diagnose
 from lrlab.course.grading.staging import stage_submissions, working_files
+from lrlab.course.grading.text import escape_terminal
 from lrlab.course.layout import find_root
 
 
@@ -101,7 +104,8 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
                 result.status = "error"
                 result.reasons += [p for job in broken for p in job.problems]
                 result.reasons.append("not scored: no kernel could be started for it (the gradebook is unchanged)")
-                say(f"{student}: not graded ({result.reasons[-2] if len(result.reasons) > 1 else ''})")
+                detail = result.reasons[-2] if len(result.reasons) > 1 else ""
+                say(escape_terminal(f"{student}: not graded ({detail})"))
                 return
             if student_jobs[student]:
                 errors = autograde_student(config, assignment, student, staged_root, replay)
@@ -130,8 +134,8 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
                     result.feedback = feedback_writer.write(student)
                 except Exception as exc:  # feedback is a courtesy; the grade stands without it
                     result.reasons.append(f"feedback could not be generated ({type(exc).__name__}: {exc})")
-            say(f"{student}: {result.score:g}/{result.max_score:g} {result.status}"
-                + (f" ({result.reasons[0]})" if result.reasons else ""))
+            say(escape_terminal(f"{student}: {result.score:g}/{result.max_score:g} {result.status}"
+                                + (f" ({result.reasons[0]})" if result.reasons else "")))
 
         feedback_writer = FeedbackWriter(config, assignment) if feedback else None
 
@@ -147,6 +151,8 @@ def grade(assignment: str, *, root: Path | None = None, submissions: Path | None
                 result = results[sub.student] = StudentResult(sub.student, "graded", reasons=list(sub.reasons))
                 files = workspace / f"f{number}"
                 result.reasons += working_files(config, assignment, sub.folder, files)
+                # the kernel has its copy; what stays is copied into autograded/, which the formgrader serves
+                result.reasons += drop_active_files(sub.folder)
                 student_jobs[sub.student] = []
                 for k, name in enumerate(notebooks):
                     path = sub.folder / f"{name}.ipynb"

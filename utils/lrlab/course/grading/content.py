@@ -140,6 +140,9 @@ def block_dangerous_urls(text: str) -> tuple[str, int]:
 _MATHJAX_ACTIVE = re.compile(r"\\(require|style|class|cssId|unicode|bbox|html|data)(?![A-Za-z])")
 _MARKUP_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
 _ALLOWED_MD_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)\s*/?>")
+#: A tag that would run something: script, frames, objects, SVG/MathML, forms, meta/base/link, any ``on*=`` handler.
+_ACTIVE_TAG = re.compile(r"<\s*(?:(?:script|iframe|frame|frameset|object|embed|applet|svg|math|form|meta|base|link|"
+                         r"style|template)\b|[A-Za-z][^>]*?[\s/\"']on[A-Za-z]+\s*=)", re.IGNORECASE)
 
 
 def sanitize_markdown(text: str) -> tuple[str, list[str]]:
@@ -155,7 +158,7 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
     notes: list[str] = []
     out: list[str] = []
     pos = 0
-    neutralized = 0
+    neutralized = active = 0
     for m in _MARKUP_OPEN.finditer(text):
         start = m.start()
         out.append(text[pos:start])
@@ -165,6 +168,7 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
         else:
             out.append("<" + ZWSP)
             neutralized += 1
+            active += bool(_ACTIVE_TAG.match(text, start))
         pos = start + 1
     out.append(text[pos:])
     result, blocked = block_dangerous_urls("".join(out))
@@ -172,6 +176,8 @@ def sanitize_markdown(text: str) -> tuple[str, list[str]]:
     neutralized += tex
     if neutralized:
         notes.append(f"{neutralized} HTML tag(s) or MathJax command(s) neutralized")
+    if active:
+        notes.append(f"{active} of the neutralized tags were script, frame, object or event-handler tags")
     if blocked:
         notes.append(f"{blocked} unsafe link(s) broken")
     return result, notes
@@ -385,6 +391,25 @@ def _sanitize_attachments(attachments, where: str) -> tuple[dict, list[str]]:
     return out, notes
 
 
+_ATTACHMENT_REF = re.compile(r"attachment:([^\s)\"'<>]*)")
+#: Where a reference to a missing attachment points instead (nbconvert refuses to render a notebook whose markdown
+#: names an attachment it lacks, so the formgrader could not show the submission at all).
+MISSING_ATTACHMENT = "#attachment-removed"
+
+
+def _drop_missing_attachments(source: str, attachments) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def swap(match: re.Match) -> str:
+        if match.group(1) in attachments:
+            return match.group(0)
+        missing.append(match.group(1)[:40])
+        return MISSING_ATTACHMENT
+
+    source = _ATTACHMENT_REF.sub(swap, source)
+    return source, [f"reference to missing attachment {name!r} removed" for name in dict.fromkeys(missing)]
+
+
 # -- the notebook ---------------------------------------------------------------------------------
 
 def _label(cell, index: int) -> str:
@@ -393,6 +418,12 @@ def _label(cell, index: int) -> str:
     if isinstance(grade_id, str) and _SAFE_TAG.match(grade_id):
         return f"cell '{grade_id}'"
     return f"cell {index + 1}"
+
+
+def numbered_ids(prefix: str = "lrlab-cell-") -> Callable[[], str]:
+    """A ``new_id`` for :func:`sanitize_notebook` that numbers replacement ids (the same file gives the same ids)."""
+    count = iter(range(1, 10**9))
+    return lambda: f"{prefix}{next(count)}"
 
 
 def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = None) -> list[str]:
@@ -445,6 +476,8 @@ def sanitize_notebook(nb: NotebookNode, *, new_id: Callable[[], str] | None = No
                 notes += more
                 if not cell["attachments"]:
                     del cell["attachments"]
+            cell["source"], more = _drop_missing_attachments(cell["source"], cell.get("attachments", {}))
+            notes += [f"{where}: {n}" for n in more]
         else:
             raise ValueError(f"{where} has cell_type {str(kind)[:40]!r}; allowed: code, markdown, raw")
     return notes

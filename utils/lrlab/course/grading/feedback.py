@@ -29,10 +29,19 @@ kernel's traceback, which code that tampers with IPython's exception display cou
 grader's tamper checks, or executing the visible and hidden parts as separate requests (see
 :func:`split_hidden`), close that.
 
+What the kernel reports about an error or a cell after hidden tests ran is normalized too: an
+error's type is kept only when it is a built-in exception or :mod:`lrlab.checks`' ``CheckFailure``
+(else ``Error``), the grader's own errors get fixed sentences (a learner can raise an exception of
+the same name), and execution counts are renumbered (code can set the kernel's counter).
+
+Before any of this, the notebook is sanitized (:func:`~lrlab.course.grading.content.sanitize_notebook`):
+no active content of a submission reaches the feedback page, even from a notebook graded by plain
+``nbgrader autograde``.
+
 It is configured in ``nbgrader_config.py`` as a ``GenerateFeedback`` preprocessor (after
 ``GetGrades``) and ``lrlab grade`` always adds it.
 
-Imports: nbformat, nbgrader and traitlets; nothing of lrlab.
+Imports: :mod:`~lrlab.course.grading.content`, nbformat, nbgrader and traitlets.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
+
+from lrlab.course.grading.content import numbered_ids, sanitize_notebook
 
 BEGIN = "BEGIN HIDDEN TESTS"
 END = "END HIDDEN TESTS"
@@ -60,7 +71,16 @@ ERROR_HIDDEN = "This cell raised an error (its details are not shown: hidden tes
 #: How much of a visible check's message the feedback keeps.
 MESSAGE_CHARS = 600
 #: Errors the grader itself writes into a notebook; they quote nothing of the tests.
-GRADER_ERRORS = ("GraderStopped", "CellTimeoutError")
+GRADER_ERRORS = ("GraderStopped", "CellTimeoutError", "GraderGuard")
+#: What the feedback says for a grader error once hidden tests ran (the kernel could forge its text).
+GRADER_SENTENCES = {
+    "GraderStopped": "The grader stopped this notebook at or before this cell (a limit of the grader was hit).",
+    "CellTimeoutError": "This cell ran past the per-cell time limit and was interrupted.",
+    "GraderGuard": ("The grader did not credit this cell: its tests did not run as written "
+                    "(the grade report says why)."),
+}
+#: Error types kept by name besides the built-in exceptions (the learner-facing checks of lrlab).
+KNOWN_ERRORS = frozenset({"CheckFailure"})
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _FRAME = re.compile(r"Cell In\s*\[(\d+)\],\s*line (\d+)")
@@ -174,11 +194,11 @@ def hide_test_cell(cell: NotebookNode, begin: str = BEGIN, end: str = END) -> No
             dropped = True
             continue
         if output.get("ename") in GRADER_ERRORS:
-            kept.append(_error(output.get("ename"), _cap(output.get("evalue", ""))))
+            kept.append(_grader_error(output.get("ename")))
             continue
         line = failing_line(output.get("traceback", []), cell.get("execution_count"))
         if line is not None and not any(first <= line <= last for first, last in regions):
-            kept.append(_error(_cap(output.get("ename", "Error")), _cap(output.get("evalue", ""))))
+            kept.append(_error(error_name(output.get("ename")), _cap(output.get("evalue", ""))))
         elif line is not None:
             kept.append(_error("HiddenTestFailed", HIDDEN_FAILED))
         else:
@@ -197,7 +217,7 @@ def hide_after_hidden(cell: NotebookNode) -> NotebookNode:
         if output.get("output_type") != "error":
             dropped = True
         elif output.get("ename") in GRADER_ERRORS:
-            kept.append(_error(output.get("ename"), _cap(output.get("evalue", ""))))
+            kept.append(_grader_error(output.get("ename")))
         elif output.get("ename") in _BUILTIN_ERRORS:
             kept.append(_error(output.get("ename"), ERROR_HIDDEN))
         else:
@@ -208,6 +228,35 @@ def hide_after_hidden(cell: NotebookNode) -> NotebookNode:
 
 _BUILTIN_ERRORS = frozenset(name for name, value in vars(builtins).items()
                             if isinstance(value, type) and issubclass(value, BaseException))
+
+
+def error_name(ename) -> str:
+    """The type of an error as the feedback shows it: a built-in exception or :data:`KNOWN_ERRORS` by name,
+    anything else (a class the learner's code could name to carry text) as ``Error``."""
+    return ename if isinstance(ename, str) and (ename in _BUILTIN_ERRORS or ename in KNOWN_ERRORS) else "Error"
+
+
+def _grader_error(ename: str) -> NotebookNode:
+    return _error(ename, GRADER_SENTENCES[ename])
+
+
+def renumber(nb: NotebookNode) -> NotebookNode:
+    """Execution counts (of cells and results) renumbered 1, 2, ... in cell order (in place): code can set the
+    kernel's counter to any number, so a count could carry what the code saw. Unexecuted cells stay None."""
+    count = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("execution_count") is None:
+            number = None
+        else:
+            count += 1
+            number = count
+        cell.execution_count = number
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "execute_result":
+                output["execution_count"] = number
+    return nb
 
 
 def split_hidden(source: str, begin: str = BEGIN, end: str = END) -> list[tuple[str, bool]]:
@@ -268,7 +317,7 @@ def hide_hidden_tests(nb: NotebookNode, begin: str = BEGIN, end: str = END, min_
                 else:
                     outputs.append(output)
             cell.outputs = outputs
-    return nb
+    return renumber(nb)
 
 
 def _strip_tracebacks(cell: NotebookNode) -> None:
@@ -280,7 +329,8 @@ def _strip_tracebacks(cell: NotebookNode) -> None:
 class HideHiddenTests(NbGraderPreprocessor):
     """nbgrader feedback step: hidden tests, their tracebacks and expected values never reach learners.
 
-    Use it in ``c.GenerateFeedback.preprocessors`` in place of nbgrader's ``ClearHiddenTests``.
+    Use it in ``c.GenerateFeedback.preprocessors`` in place of nbgrader's ``ClearHiddenTests``. It sanitizes
+    the notebook first (no active content reaches the page).
     """
 
     begin_test_delimeter = Unicode(BEGIN, help="the line that opens a hidden test region").tag(config=True)
@@ -288,6 +338,7 @@ class HideHiddenTests(NbGraderPreprocessor):
     min_quote_length = Integer(12, help="shortest hidden line searched for in outputs").tag(config=True)
 
     def preprocess(self, nb, resources):
+        sanitize_notebook(nb, new_id=numbered_ids())
         hide_hidden_tests(nb, self.begin_test_delimeter, self.end_test_delimeter, self.min_quote_length)
         if "celltoolbar" in nb.metadata:
             del nb.metadata["celltoolbar"]

@@ -1,8 +1,13 @@
 """Reports: feedback HTML for learners (hidden tests removed), one :class:`StudentResult` per learner, the
 :class:`GradeReport` of a batch (a table and a summary with a reason for every intervention), the grades CSV.
 
+Student ids, file names, grade ids and reasons come from submissions: the table and the summary show them through
+:func:`~lrlab.course.grading.text.escape_terminal` (no escape sequence reaches the terminal), the CSV through
+:func:`~lrlab.course.grading.text.csv_cell` (no formula reaches a spreadsheet).
+
 Imports: :mod:`~lrlab.course.grading.feedback`, :mod:`~lrlab.course.grading.gradebook`,
-:mod:`~lrlab.course.grading.sanitize` (its log collector); nbconvert, nbgrader and traitlets inside the functions.
+:mod:`~lrlab.course.grading.sanitize` (its log collector), :mod:`~lrlab.course.grading.text`; nbconvert, nbgrader
+and traitlets inside the functions.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from lrlab.course.grading.feedback import HideHiddenTests
 from lrlab.course.grading.gradebook import coursedir
 from lrlab.course.grading.sanitize import collecting_logger
+from lrlab.course.grading.text import csv_cell, escape_terminal
 
 
 def feedback_config(config, assignment: str, student: str):
@@ -128,11 +134,11 @@ class GradeReport:
         rows = [("student", "score", "status", "reasons")]
         for r in self.results:
             notes = r.reasons + [f"hidden tests fail in '{g}'" for g in r.hidden_failures]
-            reason = notes[0] if notes else ""
+            reason = escape_terminal(notes[0]) if notes else ""
             if len(notes) > 1:
                 reason += f" (+{len(notes) - 1} more)"
             manual = " +manual" if r.needs_manual else ""
-            rows.append((r.student, f"{r.score:g}/{r.max_score:g}{manual}", r.status, reason))
+            rows.append((escape_terminal(r.student), f"{r.score:g}/{r.max_score:g}{manual}", r.status, reason))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
                  for row in rows]
@@ -155,20 +161,22 @@ class GradeReport:
             lines.append("problems:")
             for r in troubled:
                 for reason in r.reasons:
-                    lines.append(f"  {r.student}: {reason}")
+                    lines.append(f"  {escape_terminal(r.student)}: {escape_terminal(reason)}")
         hidden = [r for r in self.results if r.hidden_failures]
         if hidden:
             lines.append("visible tests pass but hidden tests fail (hard-coded answers?):")
             for r in hidden:
-                lines.append(f"  {r.student}: {', '.join(r.hidden_failures)}")
-        lines += [f"note: {n}" for n in self.notes]
+                lines.append(f"  {escape_terminal(r.student)}: {escape_terminal(', '.join(r.hidden_failures))}")
+        lines += [f"note: {escape_terminal(n)}" for n in self.notes]
         if self.csv_path:
-            lines.append(f"grades written to {self.csv_path}")
+            lines.append(f"grades written to {escape_terminal(str(self.csv_path))}")
         return "\n".join(lines)
 
 
 def write_csv(report: GradeReport, path: Path) -> Path:
-    """Write one row per student: id, assignment, score, max score, manual grading pending, status, reasons."""
+    """Write one row per student: id, assignment, score, max score, manual grading pending, status, reasons.
+
+    Every text cell goes through :func:`~lrlab.course.grading.text.csv_cell` (escapes shown, formulas neutralized)."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +185,7 @@ def write_csv(report: GradeReport, path: Path) -> Path:
         writer.writerow(["student_id", "assignment", "score", "max_score", "needs_manual_grade", "status", "reasons",
                          "hidden_test_failures"])
         for r in report.results:
-            writer.writerow([r.student, report.assignment, f"{r.score:g}", f"{r.max_score:g}", r.needs_manual,
-                             r.status, "; ".join(r.reasons), " ".join(r.hidden_failures)])
+            writer.writerow([csv_cell(r.student), csv_cell(report.assignment), f"{r.score:g}", f"{r.max_score:g}",
+                             r.needs_manual, csv_cell(r.status), csv_cell("; ".join(r.reasons)),
+                             csv_cell(" ".join(r.hidden_failures))])
     return path

@@ -1,19 +1,25 @@
 """Sanitizing (trusted, in the grading process): a submitted notebook goes through nbgrader's own sanitizing
-preprocessors plus two repairs of lrlab's, so a learner who edits or deletes a test gets the real test back.
+preprocessors plus two repairs of lrlab's, so a learner who edits or deletes a test gets the real test back, and
+lrlab's content sanitizing, so no active content of a submission reaches the formgrader or the feedback.
 
 :class:`RepairGradeMetadata` rebuilds the nbgrader metadata of known cells from the gradebook;
 :class:`RestoreLockedCells` puts back deleted test and read-only cells; :func:`sanitize_chain` is the whole chain;
-:func:`sanitize` runs it on one notebook and returns the reasons, in words, for every repair. :func:`signature`
-says what execution depends on; :func:`collecting_logger` turns nbgrader's warnings into such reasons.
+:class:`SanitizeContent` (last in the chain, and again after nbgrader's ``SaveAutoGrades``) removes active
+content with :func:`~lrlab.course.grading.content.sanitize_notebook`; :func:`drop_active_files` removes side files
+that a browser would run from the folder nbgrader copies into ``autograded/``, which the formgrader serves.
+:func:`sanitize` runs the chain on one notebook and returns the reasons, in words, for every repair.
+:func:`signature` says what execution depends on; :func:`collecting_logger` turns nbgrader's warnings into reasons.
 
-Imports: :mod:`~lrlab.course.grading.gradebook`, :mod:`~lrlab.course.grading.feedback`,
-:mod:`~lrlab.course.grading.guard`, nbformat, nbgrader, traitlets.
+Imports: :mod:`~lrlab.course.grading.content`, :mod:`~lrlab.course.grading.gradebook`,
+:mod:`~lrlab.course.grading.feedback`, :mod:`~lrlab.course.grading.guard`, nbformat, nbgrader, traitlets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mimetypes
+import os
 import re
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from lrlab.course.grading.content import numbered_ids, sanitize_notebook
 from lrlab.course.grading.feedback import BEGIN, END, hidden_regions
 from lrlab.course.grading.gradebook import coursedir, gradebook_cells, source_notebook
 from lrlab.course.grading.guard import RestoreWholeCells
@@ -156,10 +163,96 @@ class RestoreLockedCells(NbGraderPreprocessor):
         return 0
 
 
+#: Notes of :func:`~lrlab.course.grading.content.sanitize_notebook` that become a reason in the report (a submission
+#: that carried script, an unsafe link or an unsafe attachment); metadata and harmless markup are cleaned silently.
+_REPORTED_NOTES = ("script/style element", "event-handler tag", "unsafe link", "attachment")
+
+
+def sanitize_content(nb: NotebookNode) -> list[str]:
+    """Remove every active content from ``nb`` (in place, see :mod:`~lrlab.course.grading.content`); return the
+    notes worth a reason. Replacement cell ids are numbered, so sanitizing the same file twice gives the same
+    notebook."""
+    notes = sanitize_notebook(nb, new_id=numbered_ids())
+    reported = [n for n in notes if any(key in n for key in _REPORTED_NOTES)]
+    if not reported:
+        return []
+    more = f" (+{len(reported) - 1} more)" if len(reported) > 1 else ""
+    return [f"active content removed from the submission: {reported[0]}{more}"]
+
+
+class SanitizeContent(NbGraderPreprocessor):
+    """Remove active content (scripts, active outputs, unsafe markdown, metadata, attachments) from a notebook.
+
+    Last step of the sanitize chain (so the submitted copy nbgrader stores in ``autograded/`` is clean before
+    it runs) and again right after ``SaveAutoGrades`` (so outputs produced while grading are clean too, once
+    nbgrader has read its scores from them, as :class:`SanitizeOutputs`). Only the first reports reasons."""
+
+    report = True
+
+    def preprocess(self, nb, resources):
+        notes = sanitize_content(nb)
+        if self.report:
+            reasons = _reasons(resources)
+            reasons += [n for n in notes if n not in reasons]
+        return nb, resources
+
+
+class SanitizeOutputs(SanitizeContent):
+    """:class:`SanitizeContent` after ``SaveAutoGrades``: cleans the outputs produced while grading, silently."""
+
+    report = False
+
+
+#: MIME types of side files a browser would render or run when the formgrader serves them (``autograded/`` is
+#: served at the submission's URL): HTML, SVG, XML and its kin, scripts, PDF, Flash. Guessed from the file name,
+#: as the server guesses them.
+ACTIVE_FILE_TYPES = frozenset({
+    "text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml", "text/xsl",
+    "application/xslt+xml", "text/javascript", "application/javascript", "application/ecmascript",
+    "text/ecmascript", "application/x-javascript", "application/pdf", "application/x-shockwave-flash",
+    "application/vnd.mozilla.xul+xml", "application/rdf+xml", "application/mathml+xml",
+})
+_ACTIVE_SUFFIXES = frozenset({
+    ".html", ".htm", ".shtml", ".xhtml", ".xht", ".svg", ".svgz", ".xml", ".xsl", ".xslt", ".js", ".mjs", ".cjs",
+    ".pdf", ".swf", ".xul", ".rdf", ".mml", ".hta", ".htc", ".mht", ".mhtml",
+})
+
+
+def active_file(name: str) -> str | None:
+    """The active type of a side file named ``name`` (e.g. ``'image/svg+xml'``), or None when it is passive."""
+    lower = name.lower()
+    guessed, encoding = mimetypes.guess_type(lower, strict=False)
+    if guessed in ACTIVE_FILE_TYPES:
+        return guessed
+    suffixes = Path(lower).suffixes
+    hit = next((s for s in suffixes if s in _ACTIVE_SUFFIXES), None)
+    if hit is not None:
+        return guessed if guessed in ACTIVE_FILE_TYPES else f"an active type ({hit})"
+    return None
+
+
+def drop_active_files(folder: Path) -> list[str]:
+    """Delete the side files of active types (:func:`active_file`) under a staged submission ``folder`` (its
+    notebooks stay); return one reason per deleted file. Call it after the kernel's working files were copied,
+    so the learner's code still finds them, and before nbgrader copies the folder into ``autograded/``."""
+    reasons = []
+    for dirpath, _dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in sorted(filenames):
+            kind = active_file(name)
+            if kind is None:
+                continue
+            path = Path(dirpath) / name
+            path.unlink()
+            rel = path.relative_to(folder)
+            reasons.append(f"side file {rel} ({kind}) is not kept where the formgrader serves it")
+    return reasons
+
+
 def sanitize_chain(config) -> list[type]:
     """The preprocessors that sanitize a submission: nbgrader's (as configured for ``Autograde``)
-    with :class:`RepairGradeMetadata` first and :class:`RestoreLockedCells` and
-    :class:`~lrlab.course.grading.guard.RestoreWholeCells` after ``OverwriteCells``."""
+    with :class:`RepairGradeMetadata` first, :class:`RestoreLockedCells` and
+    :class:`~lrlab.course.grading.guard.RestoreWholeCells` after ``OverwriteCells`` and :class:`SanitizeContent`
+    last."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import OverwriteCells
     from traitlets.utils.importstring import import_item
@@ -167,7 +260,8 @@ def sanitize_chain(config) -> list[type]:
     configured = config.Autograde.get("sanitize_preprocessors") if "Autograde" in config else None
     chain = list(configured) if configured else list(Autograde.class_traits()["sanitize_preprocessors"].default())
     chain = [import_item(c) if isinstance(c, str) else c for c in chain]
-    chain = [c for c in chain if c not in (RepairGradeMetadata, RestoreLockedCells, RestoreWholeCells)]
+    ours = (RepairGradeMetadata, RestoreLockedCells, RestoreWholeCells, SanitizeContent)
+    chain = [c for c in chain if c not in ours]
     out: list[type] = [RepairGradeMetadata]
     for cls in chain:
         out.append(cls)
@@ -175,6 +269,7 @@ def sanitize_chain(config) -> list[type]:
             out += [RestoreLockedCells, RestoreWholeCells]
     if RestoreLockedCells not in out:
         out += [RestoreLockedCells, RestoreWholeCells]
+    out.append(SanitizeContent)
     return out
 
 

@@ -1,5 +1,7 @@
 """Scoring (trusted, one student after another): nbgrader's own ``Autograde`` converter scores each student, with
-its execution step replaced by :class:`ReplayExecute`, which hands back the notebook executed in a box;
+its execution step replaced by :class:`ReplayExecute`, which hands back the notebook executed in a box, and
+:class:`~lrlab.course.grading.sanitize.SanitizeOutputs` right after ``SaveAutoGrades``, so the notebook stored in
+``autograded/`` (what the formgrader and the feedback render) keeps no active output made while grading;
 :func:`diagnose` reads a graded notebook for the grader's limits and for hidden tests that fail.
 
 So every score is computed by nbgrader's code, and only this process writes to the gradebook.
@@ -22,7 +24,7 @@ from lrlab.course.grading import sandbox as sb
 from lrlab.course.grading.executor import cell_label, execute_in_box
 from lrlab.course.grading.feedback import failing_line, hidden_regions
 from lrlab.course.grading.gradebook import coursedir
-from lrlab.course.grading.sanitize import collecting_logger, sanitize_chain, signature
+from lrlab.course.grading.sanitize import SanitizeOutputs, collecting_logger, sanitize_chain, signature
 from lrlab.course.grading.staging import working_files
 
 
@@ -60,9 +62,11 @@ class ReplayExecute(NbGraderPreprocessor):
 
 
 def _autograde_config(config, assignment: str, student: str, staged_root: Path, replay: type):
-    """The course config, changed so that nbgrader's Autograde grades one staged student with replay."""
+    """The course config, changed so that nbgrader's Autograde grades one staged student with replay, and
+    sanitizes the graded notebook once its scores are saved."""
     from nbgrader.converters import Autograde
     from nbgrader.preprocessors import Execute as NbExecute
+    from nbgrader.preprocessors import SaveAutoGrades
     from traitlets.config import Config
     from traitlets.utils.importstring import import_item
 
@@ -70,6 +74,10 @@ def _autograde_config(config, assignment: str, student: str, staged_root: Path, 
     steps = list(configured) if configured else list(Autograde.class_traits()["autograde_preprocessors"].default())
     steps = [import_item(s) if isinstance(s, str) else s for s in steps]
     steps = [replay if isinstance(s, type) and issubclass(s, NbExecute) else s for s in steps]
+    steps = [s for s in steps if s is not SanitizeOutputs]
+    at = next((i + 1 for i, s in enumerate(steps) if isinstance(s, type) and issubclass(s, SaveAutoGrades)),
+              len(steps))
+    steps.insert(at, SanitizeOutputs)
     cfg = Config(config)
     cfg.merge(Config({
         "CourseDirectory": {"submitted_directory": str(staged_root), "assignment_id": assignment,
