@@ -46,7 +46,8 @@ def test_learner_sees_the_pass_line_then_the_hint(lab, page, screenshot):
     tests_source = cell_by_grade_id(release, f"{EXERCISE}_tests").source
     what = re.search(r"checks\.passed\(\s*[\"'](.+?)[\"']\s*\)", tests_source)
     assert what, f"the test cell of {EXERCISE} does not end with checks.passed(...)"
-    hints = re.findall(r"hint=\s*\"(.+?)\"", tests_source)
+    # the general hints (hint="...") and those that name a recognised mistake (mistakes=[(value, "..."), ...])
+    hints = re.findall(r"hint=\s*\"(.+?)\"", tests_source) + re.findall(r",\s*\"(.+?)\"\)", tests_source)
     assert hints, f"the visible tests of {EXERCISE} give no hint="
 
     panel = open_notebook(page, lab, relative)
