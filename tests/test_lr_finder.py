@@ -112,6 +112,17 @@ def test_suggestions_on_a_clean_curve():
     assert desc < lrs[i_min]
 
 
+def test_valley_is_halfway_along_the_longest_decreasing_run():
+    lrs = np.geomspace(1e-3, 1, 7)
+    # the longest decreasing subsequence is 5, 4, 3, 2, 1.5 (steps 0, 2, 3, 4, 5), not the short drop 5 -> 1
+    assert F.suggest_lr(lrs, np.array([5.0, 1.0, 4.0, 3.0, 2.0, 1.5, 6.0]), "valley") == pytest.approx(lrs[2])
+    # a curve that only falls: the valley is all of it, the suggestion its middle step
+    assert F.suggest_lr(lrs, np.linspace(1.0, 0.4, 7), "valley") == pytest.approx(lrs[3])
+    lrs, loss = clean_curve()
+    assert F.suggest_lr(lrs, loss, "valley") == pytest.approx(lrs[int(np.argmin(loss)) // 2])
+    assert F.suggest_lr(lrs, loss, "valley", burn_in=10) == pytest.approx(lrs[10 + (int(np.argmin(loss)) - 10) // 2])
+
+
 def test_descent_is_more_robust_to_noise_than_steepest():
     lrs, loss = clean_curve()
     rng = np.random.default_rng(0)

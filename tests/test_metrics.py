@@ -99,6 +99,38 @@ def test_detect_plateau_starts_at_the_last_improvement():
     assert M.detect_plateau([1.0, 0.9, 0.8, 0.7]) is None
 
 
+def _torch_first_reduction(values, patience, rel_tol):
+    """The index of the first value at which ReduceLROnPlateau lowers the LR, or None."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=patience,
+                                                       threshold=rel_tol, threshold_mode="rel", cooldown=0)
+    for i, v in enumerate(values):
+        sched.step(v)
+        if opt.param_groups[0]["lr"] < 1.0:
+            return i
+    return None
+
+
+def test_detect_plateau_is_declared_when_torch_reduce_lr_on_plateau_with_one_less_patience_fires():
+    rng = np.random.default_rng(15)
+    fired = 0
+    for _ in range(300):
+        n = int(rng.integers(3, 30))
+        values = np.cumprod(1 - rng.uniform(0, 0.08, n) * (rng.uniform(size=n) > 0.45)) * (
+            1 + 0.003 * rng.standard_normal(n)) + 0.1
+        patience, rel_tol = int(rng.integers(1, 5)), float(rng.uniform(0, 0.03))
+        start = M.detect_plateau(values.tolist(), patience=patience, rel_tol=rel_tol)
+        when = _torch_first_reduction(values.tolist(), patience - 1, rel_tol)
+        assert (None if start is None else start + patience) == when, (values, patience, rel_tol)
+        fired += when is not None
+    assert 50 < fired < 250  # both outcomes are exercised
+    # "best" is the last improvement, not the lowest value seen: 0.985 and 0.97 do not move it, so 0.955
+    # (below 1.0 * 0.98) improves and no plateau forms; with best = lowest value seen, 0.955 would not improve
+    values = [1.0, 0.985, 0.97, 0.955, 0.95]
+    assert M.detect_plateau(values, patience=3, rel_tol=0.02) is None
+    assert _torch_first_reduction(values, 2, 0.02) is None
+
+
 def test_plateau_epoch_on_accuracy_uses_max():
     tr = make_trace([0.5] * 6, test_acc=[0.6, 0.8, 0.9, 0.9, 0.9, 0.9])
     assert M.plateau_epoch(tr, "test_acc", patience=3) == 3

@@ -1,10 +1,13 @@
 """The learning-rate range test: sweep the LR upwards for a few steps and read a good one off the loss.
 
-The idea (L. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017): train for a few
-hundred mini-batches while the LR grows from tiny to huge, one value per step. At first the LR is too
-small to change anything and the loss stays flat; then the loss starts falling, faster and faster;
-then the LR gets so large that the steps overshoot and the loss shoots up. A good LR for real
-training sits on the falling part, below the point where it turns.
+Where it comes from. L. Smith ("Cyclical Learning Rates for Training Neural Networks", 2017) ran an
+"LR range test" to set the bounds of a cyclical schedule: he raised the LR *linearly* over a few epochs
+and read the *accuracy* curve (where it starts to rise, where it turns). The version here is the one
+fastai's ``lr_find`` made popular: an *exponential* sweep over a few hundred mini-batches, one LR per
+step, reading the *training loss*, with the loss smoothed by a bias-corrected moving average and the
+test stopped once the smoothed loss exceeds 4 times its best. At first the LR is too small to change
+anything and the loss stays flat; then it falls, faster and faster; then the steps overshoot and the
+loss shoots up. A good LR for real training sits on the falling part, below the turn.
 
 Four details decide whether the test is useful on noisy mini-batch losses:
 
@@ -24,6 +27,10 @@ Four details decide whether the test is useful on noisy mini-batch losses:
    :func:`should_stop`.
 4. **Burn-in.** The first few steps are skipped when tracking the best loss and when suggesting an
    LR: even bias-corrected, an average of a handful of losses is mostly noise.
+
+The exponential sweep (:func:`lr_sweep`, ``mode="exp"``), the smoothing and the 4x stop are fastai's
+``lr_find``; the burn-in and the ``"descent"`` suggestion rule are this course's own. fastai's default
+suggestion, ``"valley"``, is implemented here from its documented definition for comparison.
 
 The model **and** the optimizer are restored afterwards (parameters, gradients, momentum buffers,
 Adam moments, LRs, and the global torch RNG), so the range test can be run on the very model you
@@ -48,7 +55,7 @@ from lrlab.args import check_choice, check_instance, check_int, check_real
 from lrlab.training import Callback, StopTraining, Trace, fit
 
 MODES = ("exp", "linear")
-RULES = ("descent", "steepest", "min/10")
+RULES = ("descent", "valley", "steepest", "min/10")
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -169,6 +176,20 @@ def _usable(lrs: np.ndarray, smoothed: np.ndarray, burn_in: int) -> tuple[np.nda
     return lr_u, s_u
 
 
+def _valley_index(smoothed: np.ndarray) -> int:
+    """Halfway along the longest decreasing subsequence of ``smoothed`` (its first to its last point)."""
+    n = smoothed.size
+    length = np.ones(n, dtype=int)
+    start = np.arange(n)
+    for i in range(1, n):
+        lower = smoothed[:i] > smoothed[i]  # earlier points from which the curve fell to point i
+        if lower.any():
+            j = int(np.flatnonzero(lower)[np.argmax(length[:i][lower])])
+            length[i], start[i] = length[j] + 1, start[j]
+    end = int(np.argmax(length))  # the first of the longest: ties go to the earliest valley
+    return int(start[end] + (end - start[end]) // 2)
+
+
 def suggest_lr(
     lrs: Sequence[float], smoothed: Sequence[float], rule: str = "descent", *, burn_in: int = 0
 ) -> float:
@@ -182,10 +203,14 @@ def suggest_lr(
     * ``"steepest"`` -- the LR where the smoothed loss falls fastest per unit of log-LR (the most
       negative finite difference). It looks principled, but a derivative amplifies noise: one
       lucky mini-batch makes a steep point anywhere on the curve.
-    * ``"descent"`` (default, the robust one) -- level crossings instead of derivatives. Take the
-      drop from the starting level ``L0`` (the highest smoothed loss before the minimum) down to the
-      minimum ``Lmin``, find the LRs at which the curve first gets 50 % and 90 % of the way down,
-      and suggest their geometric middle: the lower half of the steep part, well below the turn.
+    * ``"valley"`` -- fastai's default rule (since fastai 2.4), written here from its documented
+      definition: the longest "valley" of the curve, i.e. the longest stretch of points along which
+      the loss keeps falling (a longest decreasing subsequence of the smoothed losses), and the LR
+      halfway along it (in steps, so halfway in log-LR on an exponential sweep).
+    * ``"descent"`` (default; this course's rule, not fastai's or Smith's) -- level crossings instead
+      of derivatives. Take the drop from the starting level ``L0`` (the highest smoothed loss before
+      the minimum) down to the minimum ``Lmin``, find the LRs at which the curve first gets 50 % and
+      90 % of the way down, and suggest their geometric middle: the lower half of the steep part, well below the turn.
       Crossing a level depends on the whole curve up to it, not on the difference of two
       neighbouring points, so noise moves it little.
 
@@ -200,6 +225,8 @@ def suggest_lr(
     i_min = int(np.argmin(s_u))
     if rule == "min/10":
         return float(lr_u[i_min] / 10.0)
+    if rule == "valley":
+        return float(lr_u[_valley_index(s_u)])
     if rule == "steepest":
         stop = max(i_min, 2)
         slopes = np.diff(s_u[: stop + 1]) / np.diff(np.log(lr_u[: stop + 1]))
@@ -271,7 +298,7 @@ class RangeTestResult:
                 label="burn-in (ignored)",
             )
         if show_suggestions:
-            styles = {"descent": ("C2", "-"), "steepest": ("C3", "--"), "min/10": ("C1", ":")}
+            styles = {"descent": ("C2", "-"), "valley": ("C4", "-."), "steepest": ("C3", "--"), "min/10": ("C1", ":")}
             for rule, lr in self.suggestions().items():
                 color, ls = styles[rule]
                 ax.axvline(lr, color=color, ls=ls, lw=1.5, label=f"{rule}: {lr:.2g}")

@@ -221,10 +221,19 @@ def loss_auc(trace: Any, metric: str = "train_loss", *, x: str = "samples") -> f
 def detect_plateau(values: Sequence[float], *, patience: int = 3, rel_tol: float = 0.01) -> int | None:
     """Index where the first plateau begins, or ``None``.
 
-    A value *improves* when it beats the best so far by more than ``rel_tol`` (relative):
+    A value *improves* when it beats ``best`` by more than ``rel_tol`` (relative):
     ``v < best * (1 - rel_tol)`` -- the rule ``ReduceLROnPlateau(threshold_mode="rel")`` uses for a
-    loss. A plateau is ``patience`` values in a row without an improvement; it begins at the last
-    improvement before them. Works on losses (lower is better); pass ``-accuracy`` for accuracies.
+    loss. ``best`` is the last value that counted as an improvement (the first value to begin with),
+    as in torch: a value that is lower than ``best`` but not by ``rel_tol`` does not move it. A plateau
+    is ``patience`` values in a row without an improvement; it begins at the last improvement before
+    them. Works on losses (lower is better); pass ``-accuracy`` for accuracies.
+
+    Timing against torch: ``ReduceLROnPlateau(patience=p)`` tolerates ``p`` bad epochs and lowers the LR
+    at the ``p + 1``-th. Here ``patience`` counts the bad values that *make* a plateau, so the plateau
+    found with ``patience=p`` is declared at index ``detect_plateau(...) + p``, the very step at which
+    ``ReduceLROnPlateau(patience=p - 1, threshold=rel_tol, threshold_mode="rel", cooldown=0)`` first
+    lowers the LR (tested against torch). For a negative ``best`` the margin here is ``|best| * rel_tol``
+    (so "improves" still means "lower"), where torch's ``best * (1 - rel_tol)`` would ask for less.
     """
     arr = _as_values(values)
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
