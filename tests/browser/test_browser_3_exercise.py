@@ -7,6 +7,7 @@ sees the learner-facing message of ``lrlab.checks``: what was expected, what cam
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 
@@ -37,6 +38,22 @@ def _mistake(solution: str) -> str:
     return wrong
 
 
+def _hints(tests_source: str) -> list[str]:
+    """The general hints (``hint="..."``) and those naming a recognised mistake (``mistakes=[(value, "...")]``)
+    of a test cell, each string whole (implicitly concatenated literals joined)."""
+    found = []
+    for node in ast.walk(ast.parse(tests_source)):
+        if not isinstance(node, ast.Call):
+            continue
+        for keyword in node.keywords:
+            if keyword.arg == "hint" and isinstance(keyword.value, ast.Constant):
+                found.append(keyword.value.value)
+            elif keyword.arg == "mistakes" and isinstance(keyword.value, (ast.List, ast.Tuple)):
+                found += [pair.elts[-1].value for pair in keyword.value.elts
+                          if isinstance(pair, ast.Tuple) and isinstance(pair.elts[-1], ast.Constant)]
+    return [hint for hint in found if isinstance(hint, str)]
+
+
 def test_learner_sees_the_pass_line_then_the_hint(lab, page, screenshot):
     relative = f"release/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
     shutil.copy2(REPO / relative, lab.root / relative)  # a fresh release notebook, as handed out
@@ -46,8 +63,7 @@ def test_learner_sees_the_pass_line_then_the_hint(lab, page, screenshot):
     tests_source = cell_by_grade_id(release, f"{EXERCISE}_tests").source
     what = re.search(r"checks\.passed\(\s*[\"'](.+?)[\"']\s*\)", tests_source)
     assert what, f"the test cell of {EXERCISE} does not end with checks.passed(...)"
-    # the general hints (hint="...") and those that name a recognised mistake (mistakes=[(value, "..."), ...])
-    hints = re.findall(r"hint=\s*\"(.+?)\"", tests_source) + re.findall(r",\s*\"(.+?)\"\)", tests_source)
+    hints = _hints(tests_source)
     assert hints, f"the visible tests of {EXERCISE} give no hint="
 
     panel = open_notebook(page, lab, relative)
