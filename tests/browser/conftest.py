@@ -262,19 +262,12 @@ def _wait_ready(server: LabServer, started: float) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def lab(browser, tmp_path_factory) -> LabServer:
-    """``jupyter lab`` on a temporary copy of the course, on a free loopback port, stopped at the end.
-
-    It also measures JupyterLab's time to first render: from starting the server process to the file browser
-    listing the course's folders in Chromium.
-    """
-    base = tmp_path_factory.mktemp("lab")
-    course = _copy_course(base / "course")
-    env = _isolated_env(base / "home")
+def _launch(course: Path, home: Path, log: Path) -> LabServer:
+    """Start ``jupyter lab`` serving ``course`` (its working directory too: nbgrader reads nbgrader_config.py
+    from there) on a free loopback port, with Jupyter state under ``home``; return once it answers."""
+    env = _isolated_env(home)
     port, token = _free_port(), secrets.token_hex(16)
-    BUILD.mkdir(parents=True, exist_ok=True)
-    log = BUILD / "jupyter-lab.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "jupyterlab",
         "--no-browser",
@@ -286,17 +279,33 @@ def lab(browser, tmp_path_factory) -> LabServer:
     ]  # fmt: skip
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
-
     with open(log, "w") as log_file:
         started = time.monotonic()
-        # cwd = the course: nbgrader's Validate handler reads nbgrader_config.py from the working directory.
         process = subprocess.Popen(
             command, cwd=course, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
     server = LabServer(url=f"http://127.0.0.1:{port}/", token=token, root=course, process=process, log=log)
     try:
         _wait_ready(server, started)
-        server.ready_s = time.monotonic() - started
+    except BaseException:
+        _stop(process)
+        raise
+    server.ready_s = time.monotonic() - started
+    return server
+
+
+@pytest.fixture(scope="session")
+def lab(browser, tmp_path_factory) -> LabServer:
+    """``jupyter lab`` on a temporary copy of the course, on a free loopback port, stopped at the end.
+
+    It also measures JupyterLab's time to first render: from starting the server process to the file browser
+    listing the course's folders in Chromium.
+    """
+    base = tmp_path_factory.mktemp("lab")
+    course = _copy_course(base / "course")
+    started = time.monotonic()
+    server = _launch(course, base / "home", BUILD / "jupyter-lab.log")
+    try:
         record_timing("lab_server_ready_s", server.ready_s)
 
         # One browser context (profile) for the session: like a learner's browser, it caches JupyterLab's
@@ -318,7 +327,23 @@ def lab(browser, tmp_path_factory) -> LabServer:
     finally:
         if server.context is not None:
             server.context.close()
-        _stop(process)
+        _stop(server.process)
+
+
+@pytest.fixture(scope="session")
+def launch_server():
+    """``launch_server(course, home, log)``: another ``jupyter lab`` (an instructor's, on a course of its own),
+    stopped at the end of the session."""
+    servers: list[LabServer] = []
+
+    def launch(course: Path, home: Path, log: Path) -> LabServer:
+        server = _launch(course, home, log)
+        servers.append(server)
+        return server
+
+    yield launch
+    for server in servers:
+        _stop(server.process)
 
 
 @pytest.hookimpl(wrapper=True)
