@@ -1,8 +1,9 @@
-"""05_gradient_variance: the reference passes, other correct answers pass, plausible mistakes lose points."""
+"""05_gradient_variance: the reference passes, other correct answers pass, plausible mistakes lose points,
+shortcuts into lrlab.gradients score 0 with the "write it yourself" message, and honest warnings cost nothing."""
 
 import pytest
 
-from nbharness import assert_caught, assert_full_marks, run_assignment
+from nbharness import assert_caught, assert_full_marks, assert_no_stderr, assert_shortcut_caught, run_assignment
 
 A = "05_gradient_variance"
 SMALL = {"N_EPOCHS": 1, "NOISE_EVERY": 25}  # the demo runs shrink; the graded cells are unchanged
@@ -10,7 +11,7 @@ SMALL = {"N_EPOCHS": 1, "NOISE_EVERY": 25}  # the demo runs shrink; the graded c
 
 def test_reference_solution_gets_full_marks():
     report = run_assignment(A, params=SMALL)
-    assert_full_marks(report, 14)  # + 4 points graded by hand
+    assert_full_marks(report, 16)  # + 4 points graded by hand
 
 
 CORRECT = {
@@ -49,8 +50,59 @@ def noise_scale_simple(per_sample):
     g2 = float(mean @ mean) - trace / B
     return trace, g2, (trace / g2 if g2 > 0 else float("inf"))
 ''',
-    "mc_noise": 'ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = " b", "c ", "B"',
+    "noise_scale_two_batch": '''
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    s, b = float(sq_small.mean()), float(sq_big.mean())   # float32 means
+    g2 = (b_big * b - b_small * s) / (b_big - b_small)
+    trace = (s - b) * b_small * b_big / (b_big - b_small)
+    return g2, trace, trace / g2 if g2 > 0 else math.inf
+''',
+    "mc_noise": 'ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = " b", "c ", "B."',
 }
+
+#: More correct readings of the two-batch estimator: numpy, a plain Python loop, float64 throughout.
+TWO_BATCH_OK = {
+    "numpy": '''
+import numpy as np
+
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    s, b = np.mean(sq_small.numpy()), np.mean(sq_big.numpy())
+    g2 = float((b_big * b - b_small * s) / (b_big - b_small))
+    trace = float((s - b) / (1 / b_small - 1 / b_big))
+    return (g2, trace, trace / g2) if g2 > 0 else (g2, trace, float("inf"))
+''',
+    "python loop": '''
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    total_small = 0.0
+    for v in sq_small.tolist():
+        total_small += v
+    total_big = 0.0
+    for v in sq_big.tolist():
+        total_big += v
+    s, b = total_small / len(sq_small), total_big / len(sq_big)
+    g2 = (b_big * b - b_small * s) / (b_big - b_small)
+    trace = (s - b) / (1 / b_small - 1 / b_big)
+    b_simple = math.inf
+    if g2 > 0:
+        b_simple = trace / g2
+    return g2, trace, b_simple
+''',
+    "float64 tensors": '''
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    s = sq_small.to(torch.float64).sum() / sq_small.numel()
+    b = sq_big.to(torch.float64).sum() / sq_big.numel()
+    g2 = ((b_big * b - b_small * s) / (b_big - b_small)).item()
+    trace = ((s - b) / (1.0 / b_small - 1.0 / b_big)).item()
+    return g2, trace, (trace / g2) if g2 > 0 else math.inf
+''',
+}
+
+
+@pytest.mark.parametrize("variant", sorted(TWO_BATCH_OK))
+def test_other_correct_two_batch_estimators_get_full_marks(variant):
+    report = run_assignment(A, replace={"noise_scale_two_batch": TWO_BATCH_OK[variant]},
+                            stop_after="noise_scale_two_batch_tests", params=SMALL)
+    assert "noise_scale_two_batch_tests" not in report.failed(), report.summary()
 
 
 def test_differently_written_correct_answers_get_full_marks():
@@ -87,6 +139,18 @@ def _var(body: str) -> str:
 
 def _noise(body: str) -> str:
     return _fn("noise_scale_simple", body, "per_sample")
+
+
+def _two(body: str) -> str:
+    return _fn("noise_scale_two_batch", body, "sq_small, sq_big, b_small, b_big")
+
+
+TWO_OK = '''
+s, b = sq_small.double().mean().item(), sq_big.double().mean().item()
+g2 = (b_big * b - b_small * s) / (b_big - b_small)
+trace = (s - b) / (1 / b_small - 1 / b_big)
+return g2, trace, (trace / g2 if g2 > 0 else math.inf)
+'''
 
 
 def _psg(loss_line: str) -> str:
@@ -160,8 +224,31 @@ def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits
         NOISE_OK.replace("per_sample.mean(dim=0).pow(2).sum().item()", "per_sample.mean(dim=0).norm().item()"))),
     "negative B_simple instead of inf": ("noise_scale_simple", _noise(
         NOISE_OK.replace("(trace / g2 if g2 > 0 else math.inf)", "trace / g2"))),
-    # part 5
-    "wrong multiple-choice answer": ("mc_noise", 'ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = "B", "C", "C"'),
+    # part 5: the two-batch estimator
+    "batch sizes swapped in |G|^2": ("noise_scale_two_batch", _two(
+        TWO_OK.replace("(b_big * b - b_small * s)", "(b_small * b - b_big * s)"))),
+    "only the first batch of each size": ("noise_scale_two_batch", _two(
+        TWO_OK.replace("sq_small.double().mean().item(), sq_big.double().mean().item()",
+                       "sq_small[0].item(), sq_big[0].item()"))),
+    "trace divided by b_small - b_big": ("noise_scale_two_batch", _two(
+        TWO_OK.replace("(1 / b_small - 1 / b_big)", "(b_small - b_big)"))),
+    "one ratio per pair of batches, averaged": ("noise_scale_two_batch", _two('''
+n = min(len(sq_small), len(sq_big))
+ratios, g2s, traces = [], [], []
+for s, b in zip(sq_small[:n].tolist(), sq_big[:n].tolist()):
+    g2 = (b_big * b - b_small * s) / (b_big - b_small)
+    trace = (s - b) / (1 / b_small - 1 / b_big)
+    g2s.append(g2)
+    traces.append(trace)
+    ratios.append(trace / g2 if g2 > 0 else math.inf)
+return sum(g2s) / n, sum(traces) / n, sum(ratios) / n
+''')),
+    "negative B_simple instead of inf (two batches)": ("noise_scale_two_batch", _two(
+        TWO_OK.replace("(trace / g2 if g2 > 0 else math.inf)", "trace / g2"))),
+    "|G|^2 as the plain mean at the big batch": ("noise_scale_two_batch", _two(
+        TWO_OK.replace("(b_big * b - b_small * s) / (b_big - b_small)", "b"))),
+    # part 6: one point per question
+    "wrong answer to question (a)": ("mc_noise", 'ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = "A", "C", "B"'),
 }
 
 
@@ -170,3 +257,86 @@ def test_each_plausible_mistake_loses_the_points_of_its_exercise(mistake):
     grade_id, src = MISTAKES[mistake]
     report = run_assignment(A, replace={grade_id: src}, params=SMALL, stop_after=f"{grade_id}_tests")
     assert_caught(report, grade_id, mistake)
+
+
+@pytest.mark.parametrize("wrong, cell", [
+    ('"A", "C", "B"', "mc_noise_tests"), ('"B", "D", "B"', "mc_noise_b_tests"), ('"B", "C", "C"', "mc_noise_c_tests"),
+])
+def test_one_wrong_letter_costs_one_point_only(wrong, cell):
+    report = run_assignment(A, replace={"mc_noise": f"ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = {wrong}"},
+                            params=SMALL)
+    assert report.failed() == [cell], report.summary()
+    assert report.score == report.max_score - 1, report.summary()
+
+
+# One call into lrlab.gradients, by any route, in place of the learner's own work: 0 with "write it yourself".
+SHORTCUTS = {
+    "per_sample_gradients": '''
+from lrlab import gradients as _g
+
+def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits):
+    return _g.per_sample_grads(model, X, y, loss_fn=loss_fn)
+''',
+    "noise_scale_simple": '''
+import lrlab.gradients as G
+
+def noise_scale_simple(per_sample):
+    trace = G.covariance_trace(per_sample)
+    b_simple = G.noise_scale(per_sample)
+    return trace, (trace / b_simple if b_simple != math.inf else 0.0), b_simple
+''',
+    "noise_scale_two_batch": '''
+import importlib
+
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    est = importlib.import_module("lrlab.gradients").two_batch_noise_scale(
+        sq_small.numpy(), sq_big.numpy(), b_small, b_big)
+    return est.grad_sq_norm, est.trace, est.b_simple
+''',
+    "variance_over_batches": '''
+def _helper(grads):
+    import lrlab
+    return lrlab.gradients.flatten_grads([grads])
+
+def variance_over_batches(grads):
+    _helper(grads)
+    return float(grads.var(dim=0).mean())
+''',
+}
+
+
+@pytest.mark.parametrize("grade_id", sorted(SHORTCUTS))
+def test_a_shortcut_into_lrlab_scores_zero_and_says_write_it_yourself(grade_id):
+    report = run_assignment(A, replace={grade_id: SHORTCUTS[grade_id]}, params=SMALL, stop_after=f"{grade_id}_tests")
+    assert_shortcut_caught(report, grade_id, grade_id)
+
+
+WARNS = {
+    "variance_over_batches": '''
+import warnings
+
+def variance_over_batches(grads):
+    warnings.warn("averaging the per-element variances", UserWarning)
+    return float(grads.var(dim=0).mean())
+''',
+    "noise_scale_two_batch": '''
+import warnings
+
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    s, b = sq_small.double().mean().item(), sq_big.double().mean().item()
+    g2 = (b_big * b - b_small * s) / (b_big - b_small)
+    trace = (s - b) / (1 / b_small - 1 / b_big)
+    if g2 <= 0:
+        warnings.warn("the |G|^2 estimate is not positive: B_simple is inf", RuntimeWarning)
+        return g2, trace, math.inf
+    warnings.warn("B_simple from two batch sizes", UserWarning)
+    return g2, trace, trace / g2
+''',
+}
+
+
+@pytest.mark.parametrize("grade_id", sorted(WARNS))
+def test_honest_code_that_warns_keeps_full_marks(grade_id):
+    report = run_assignment(A, replace={grade_id: WARNS[grade_id]}, params=SMALL, stop_after=f"{grade_id}_tests")
+    assert f"{grade_id}_tests" not in report.failed(), report.summary()
+    assert_no_stderr(report)
