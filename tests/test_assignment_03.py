@@ -1,8 +1,10 @@
 """03_lr_schedules: the reference passes, other correct answers pass, plausible mistakes lose points."""
 
+import re
+
 import pytest
 
-from nbharness import assert_caught, assert_full_marks, run_assignment
+from nbharness import answer_source, assert_caught, assert_full_marks, run_assignment
 
 A = "03_lr_schedules"
 
@@ -266,3 +268,29 @@ SEED000_POINTS = [(0, 0.0), (2_000_000, 5e-5), (45_000_000, 5e-5), (50_500_000, 
 '''
     report = run_assignment(A, replace={"seed000_points": late}, stop_after="seed000_points_tests")
     assert "seed000_points_tests" not in report.failed(), report.summary()
+
+
+# Charts that miss a drop: the visible tests alone (hidden region removed) must already catch each.
+MISSED_DROPS = {
+    "no drop at 50M": '''
+SEED000_POINTS = [(0, 0.0), (2_000_000, 5e-5), (45_000_000, 5e-5), (50_000_000, 4.5e-5), (55_000_000, 4.4e-5),
+                  (55_000_000, 0.9e-5), (60_000_000, 0.9e-5)]
+''',
+    "no drop at 55M": '''
+SEED000_POINTS = [(0, 0.0), (2_000_000, 5e-5), (45_000_000, 5e-5), (50_000_000, 4.5e-5), (50_000_000, 2.7e-5),
+                  (55_000_000, 2.6e-5), (60_000_000, 0.9e-5)]
+''',
+    "slopes instead of drops": '''
+SEED000_POINTS = [(0, 0.0), (2_000_000, 5e-5), (45_000_000, 5e-5), (60_000_000, 0.9e-5)]
+''',
+}
+
+
+@pytest.mark.parametrize("chart", sorted(MISSED_DROPS))
+def test_the_visible_tests_catch_a_chart_that_misses_a_drop(chart):
+    visible = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n", "",
+                     answer_source(A, "seed000_points_tests"), flags=re.S)
+    assert "HIDDEN" not in visible and "checks.passed" in visible
+    report = run_assignment(A, replace={"seed000_points": MISSED_DROPS[chart], "seed000_points_tests": visible},
+                            stop_after="seed000_points_tests")
+    assert "seed000_points_tests" in report.failed(), f"{chart!r} passed the visible tests:\n{report.summary()}"
