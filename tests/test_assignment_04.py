@@ -98,7 +98,7 @@ def pick_winner(best, z=2.0):
 ''',
     "mc_too_high": 'ANSWER_TOO_HIGH = " c "',
     "mc_smoothing": 'ANSWER_SMOOTHING = "b"',
-    "mc_budget": "ANSWER_BUDGET = 'B'",
+    "mc_budget": "ANSWER_BUDGET = 'b.'",
 }
 
 
@@ -374,6 +374,7 @@ def pick_winner(best, z=2.0):
     "quiz: LR too high makes the loss fall smoothly": ("mc_too_high", 'ANSWER_TOO_HIGH = "A"'),
     "quiz: smoothing for speed": ("mc_smoothing", 'ANSWER_SMOOTHING = "A"'),
     "quiz: equal steps are fair": ("mc_budget", 'ANSWER_BUDGET = "A"'),
+    "quiz: the batch-128 run needed a smaller LR (linear scaling says larger)": ("mc_budget", 'ANSWER_BUDGET = "D"'),
 }
 
 
