@@ -98,7 +98,7 @@ def browser():
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     BUILD.mkdir(parents=True, exist_ok=True)
     for old in BUILD.glob("*.png"):  # screenshots of an earlier run must not pass for this one's
-        old.unlink()
+        old.unlink(missing_ok=True)  # another worker may have removed it first
     with sync_playwright() as playwright:
         started = time.monotonic()
         chrome = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
