@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrlab.data import (
+    SealedTestSet,
     Standardizer,
     Task,
     bayes_accuracy,
@@ -353,3 +354,35 @@ def test_load_task_is_the_whole_pipeline():
     X_tr, _, _, _ = train_test_split(t.X_raw, t.y_raw, 800, seed=4)
     torch.testing.assert_close(t.scaler.transform(X_tr), t.X_train)
     assert "Task(seed=4" in repr(t)
+
+
+def test_a_validation_split_comes_out_of_the_training_rows_and_the_test_rows_stay():
+    plain = load_task(seed=3)
+    task = load_task(seed=3, n_val=200)
+    assert task.X_train.shape == (600, 10) and task.X_val.shape == (200, 10) and task.y_val.shape == (200,)
+    # the same raw test rows with and without validation (compared before scaling, which differs)
+    raw_test = lambda t: t.scaler.inverse_transform(t.X_test)  # noqa: E731
+    assert torch.allclose(raw_test(plain), raw_test(task), atol=1e-4)
+    # the scaler saw only the 600 training rows
+    assert torch.allclose(task.X_train.mean(0), torch.zeros(10), atol=1e-5)
+    assert not torch.allclose(task.X_val.mean(0), torch.zeros(10), atol=1e-3)
+    rows = {tuple(r.tolist()) for r in torch.cat([task.X_train, task.X_val, task.X_test])}
+    assert len(rows) == 1000   # every row in exactly one split
+    assert sum(len(b[0]) for b in task.val) == 200
+    assert plain.X_val is None and plain.val is None
+    with pytest.raises(ValueError, match="n_val"):
+        load_task(n_val=800)
+
+
+def test_a_sealed_task_refuses_its_test_split_until_opened():
+    task = load_task(seed=1, n_val=100, sealed=True)
+    for name in ("X_test", "y_test", "test"):
+        with pytest.raises(SealedTestSet, match=r"validation split .*open_test\(\)"):
+            getattr(task, name)
+    with pytest.raises(SealedTestSet):
+        iter(task)
+    assert "sealed" in repr(task) and task.X_val.shape == (100, 10)
+    assert task.open_test() is task and task.X_test.shape == (200, 10)
+    assert "sealed" not in repr(task)
+    with pytest.raises(ValueError, match="needs a validation split"):
+        load_task(sealed=True)

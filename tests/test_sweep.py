@@ -258,3 +258,38 @@ def test_the_sweep_shares_fit_s_progress_switch_and_optimizer_table(task, monkey
     assert S.OPTIMIZERS is training.OPTIMIZERS and S.PROGRESS_AUTO_STEPS == training.PROGRESS_AUTO_STEPS
     with pytest.raises(ValueError, match="progress must be True, False or 'auto'"):
         S.run_sweep(["constant"], [0.1], [0], task=task, epochs=1, progress="yes")
+
+
+def test_a_sweep_can_choose_on_validation_and_never_touches_a_sealed_test_split():
+    task = load_task(seed=0, n_val=200, sealed=True)
+    with pytest.raises(Exception, match="sealed"):
+        S.run_sweep("constant", 0.1, seeds=[0], task=task, epochs=1, progress=False)   # evaluate_on="test"
+    res = {}
+    for method in ("vectorized", "sequential"):
+        res[method] = S.run_sweep(["constant", "cosine"], (0.1, 0.5), seeds=[0, 1], task=task, epochs=2,
+                                  method=method, progress=False, evaluate_on="val", target_acc=0.8)
+        r = res[method]
+        assert {"final_val_loss", "final_val_acc", "best_val_acc"} <= set(r.rows[0])
+        assert not any(k.startswith(("final_test", "best_test")) for k in r.rows[0])
+        assert all("val_loss" in e and "test_loss" not in e for t in r.traces for e in t.epochs)
+        assert r.split == "val" and r.best()["final_val_loss_mean"] == min(
+            s["final_val_loss_mean"] for s in r.summary(["final_val_loss"]))
+        assert "final_val_loss" in r.to_markdown() and "val accuracy" in r.traces[0].message
+        assert "Val loss" in r.traces[0].table()
+        assert len(r.curves()) == 4
+    a = [x["final_val_loss"] for x in res["vectorized"].rows]
+    b = [x["final_val_loss"] for x in res["sequential"].rows]
+    assert a == pytest.approx(b, abs=1e-5)
+    # the validation numbers are those of the validation rows: evaluate one model by hand
+    task.open_test()
+    on_test = S.run_sweep("constant", 0.1, seeds=[0], task=task, epochs=2, progress=False)
+    on_val = res["vectorized"].filter(strategy="constant", lr=0.1, seed=0)
+    assert on_test.rows[0]["final_train_loss"] == pytest.approx(on_val.rows[0]["final_train_loss"], rel=1e-6)
+    assert on_test.rows[0]["final_test_loss"] != pytest.approx(on_val.rows[0]["final_val_loss"], rel=1e-3)
+
+
+def test_evaluate_on_val_needs_a_validation_split():
+    with pytest.raises(ValueError, match=r"n_val=200.*missing X_val"):
+        S.run_sweep("constant", 0.1, seeds=[0], task=load_task(seed=0), epochs=1, evaluate_on="val")
+    with pytest.raises(ValueError, match="evaluate_on"):
+        S.run_sweep("constant", 0.1, seeds=[0], task=load_task(seed=0), epochs=1, evaluate_on="train")

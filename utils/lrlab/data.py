@@ -48,6 +48,7 @@ from lrlab.args import check_bool, check_int, check_real
 
 __all__ = [
     "BatchedTensorDataset",
+    "SealedTestSet",
     "Standardizer",
     "Task",
     "bayes_accuracy",
@@ -443,13 +444,26 @@ def make_loaders(
 
 
 # --------------------------------------------------------------------------------------------- whole task
-@dataclass
+class SealedTestSet(RuntimeError):
+    """The test split of a sealed :class:`Task` was read before :meth:`Task.open_test`."""
+
+
+_SEALED = frozenset({"X_test", "y_test", "test"})
+
+
+@dataclass(eq=False)
 class Task:
     """The whole seed-002 pipeline's result: raw data, the split, the fitted scaler and the loaders.
 
     ``X_train``/``X_test`` are standardized with statistics of the training rows; ``X_raw``/``y_raw`` are
     the generated data before the split. ``train``/``test`` are the loaders, so a Task can be passed to
     ``lrlab.training.fit`` directly. Iterating a Task yields ``(train, test)``.
+
+    With a validation split (``load_task(n_val=...)``) there are also ``X_val``/``y_val``/``val``, carved
+    out of the training rows (the scaler still sees only ``X_train``). A **sealed** task refuses to give
+    out its test split (``X_test``, ``y_test``, ``test``) until :meth:`open_test` is called: every choice
+    (learning rate, schedule, number of epochs) is made on validation, and the test set is read once, at
+    the end, to report the chosen setting. Reading it earlier raises :class:`SealedTestSet`.
     """
 
     X_raw: torch.Tensor
@@ -463,6 +477,24 @@ class Task:
     test: DataLoader
     seed: int
     info: dict = field(default_factory=dict)
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    val: DataLoader | None = None
+    sealed: bool = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _SEALED and object.__getattribute__(self, "sealed"):
+            raise SealedTestSet(
+                f"task.{name}: the test split of this task is sealed. Make every choice on the validation "
+                "split (task.X_val, task.y_val, task.val; lrlab.sweep.run_sweep(..., evaluate_on='val')) and "
+                "read the test split once, at the end, after task.open_test()"
+            )
+        return object.__getattribute__(self, name)
+
+    def open_test(self) -> Task:
+        """Unseal the test split (for the one final evaluation of the chosen setting); returns the task."""
+        self.sealed = False
+        return self
 
     @property
     def n_features(self) -> int:
@@ -472,8 +504,11 @@ class Task:
         return iter((self.train, self.test))
 
     def __repr__(self) -> str:
+        n_test = int(object.__getattribute__(self, "X_test").shape[0])
+        val = "" if self.X_val is None else f", val={tuple(self.X_val.shape)}"
         return (
-            f"Task(seed={self.seed}, train={tuple(self.X_train.shape)}, test={tuple(self.X_test.shape)}, "
+            f"Task(seed={self.seed}, train={tuple(self.X_train.shape)}{val}, "
+            f"test={(n_test, self.n_features)}{' sealed' if self.sealed else ''}, "
             f"batch_size={self.train.batch_size}, "
             f"bayes_accuracy={self.info.get('bayes_accuracy', float('nan')):.3f})"
         )
@@ -490,21 +525,41 @@ def load_task(
     class_sep: float = CLASS_SEP,
     label_noise: float = LABEL_NOISE,
     n_train: int | None = None,
+    n_val: int = 0,
+    sealed: bool = False,
 ) -> Task:
     """Generate, split, standardize (train statistics only) and wrap in loaders, all with one ``seed``.
 
-    ``n_train`` defaults to 80 % of the rows (800 of 1000, as in the tutorial).
+    ``n_train`` defaults to 80 % of the rows (800 of 1000, as in the tutorial); the other rows are the
+    test set. ``n_val`` rows of those ``n_train`` become a validation split (so with ``n_val=200`` the
+    model trains on 600 rows, chooses on 200 and is tested on 200); the scaler is fitted on the rows
+    that remain for training. ``sealed=True`` (needs a validation split) locks the test split until
+    :meth:`Task.open_test`.
     """
     seed = _seed(seed)
+    sealed = check_bool(sealed, "sealed")
     X, y = make_classification(
         n_samples, n_features, n_informative, class_sep, label_noise, seed, n_redundant=n_redundant
     )
     if n_train is None:
         n_train = max(1, min(n_samples - 1, round(0.8 * n_samples)))
+    n_train = _int(n_train, "n_train", 1)
+    n_val = _int(n_val, "n_val", 0, n_train - 1)
+    if sealed and n_val == 0:
+        raise ValueError("sealed=True needs a validation split to choose on: pass n_val > 0 (e.g. n_val=200)")
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, n_train=n_train, seed=seed)
+    X_va = y_va = None
+    if n_val:
+        # a split of its own seed stream, so the test rows are the same with and without validation
+        X_tr, X_va, y_tr, y_va = train_test_split(X_tr, y_tr, n_train=n_train - n_val, seed=seed + 1)
     scaler = Standardizer().fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     train, test = make_loaders(X_tr, y_tr, X_te, y_te, batch_size=batch_size, seed=seed)
+    val = None
+    if n_val:
+        X_va = scaler.transform(X_va)
+        val = DataLoader(BatchedTensorDataset(X_va.float(), y_va.float()), batch_size=256, shuffle=False,
+                         collate_fn=keep_batch)
     info = {
         "n_samples": n_samples,
         "n_features": n_features,
@@ -515,4 +570,4 @@ def load_task(
         "bayes_accuracy": bayes_accuracy(class_sep, label_noise),
         "bayes_loss": bayes_loss(class_sep, label_noise),
     }
-    return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info)
+    return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info, X_va, y_va, val, sealed)

@@ -303,7 +303,7 @@ def _initial_loss(trace: Any) -> float:
 
 def is_diverged(trace: Any, *, factor: float = 3.0) -> bool:
     """True when the run diverged: the trace says so, a step loss is NaN/inf, or an epoch's mean loss
-    (train or test) rose above ``factor`` x the initial loss.
+    (train, or test/validation) rose above ``factor`` x the initial loss.
 
     Single mini-batch spikes above ``factor`` x initial do not count: a run that recovers from them
     within the epoch is bouncing, not diverging.
@@ -311,7 +311,10 @@ def is_diverged(trace: Any, *, factor: float = 3.0) -> bool:
     if bool(getattr(trace, "diverged", False)):
         return True
     ref = _initial_loss(trace)
-    for metric in ("train_loss", "test_loss"):
+    records = _epoch_records(trace)
+    held_out = "val_loss" if any("val_loss" in r for r in records) and not any("test_loss" in r for r in records) \
+        else "test_loss"
+    for metric in ("train_loss", held_out):
         arr = series(trace, metric)
         if arr.size and detect_divergence(arr, factor=factor, reference=ref) is not None:
             return True
@@ -464,14 +467,20 @@ def classify(trace: Any, thresholds: Thresholds | None = None) -> str:
 
 
 def summarize(
-    trace: Any, *, target_acc: float | None = None, target_loss: float | None = None
+    trace: Any, *, target_acc: float | None = None, target_loss: float | None = None, split: str = "test"
 ) -> dict[str, Any]:
-    """One row of metrics for a run (what :mod:`lrlab.sweep` puts in its table)."""
+    """One row of metrics for a run (what :mod:`lrlab.sweep` puts in its table).
+
+    ``split`` names the held-out set the epoch records were evaluated on: ``"test"`` (keys ``test_loss``,
+    ``test_acc``; row keys ``final_test_loss`` ...) or ``"val"`` (``val_loss`` ... ``final_val_loss`` ...).
+    """
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     row: dict[str, Any] = {
-        "final_test_loss": final_value(trace, "test_loss"),
-        "final_test_acc": final_value(trace, "test_acc"),
-        "best_test_loss": best_value(trace, "test_loss"),
-        "best_test_acc": best_value(trace, "test_acc"),
+        f"final_{split}_loss": final_value(trace, f"{split}_loss"),
+        f"final_{split}_acc": final_value(trace, f"{split}_acc"),
+        f"best_{split}_loss": best_value(trace, f"{split}_loss"),
+        f"best_{split}_acc": best_value(trace, f"{split}_acc"),
         "final_train_loss": final_value(trace, "train_loss"),
         "auc_train_loss": loss_auc(trace, "train_loss", x="samples"),
         "oscillation": oscillation(series(trace, "train_loss")),
@@ -479,7 +488,7 @@ def summarize(
         "label": classify(trace),
     }
     if target_acc is not None:
-        row["samples_to_acc"] = samples_to_target(trace, target_acc, "test_acc")
+        row["samples_to_acc"] = samples_to_target(trace, target_acc, f"{split}_acc")
     if target_loss is not None:
-        row["samples_to_loss"] = samples_to_target(trace, target_loss, "test_loss")
+        row["samples_to_loss"] = samples_to_target(trace, target_loss, f"{split}_loss")
     return row

@@ -429,13 +429,14 @@ def _train_vectorized(
     model_fn: Callable[[int], nn.Module],
     device: torch.device,
     bar: Any,
+    split: str = "test",
 ) -> list[Any]:
-    """Train ``runs`` (all with the same batch size) together; one Trace per run."""
+    """Train ``runs`` (all with the same batch size) together; one Trace per run, evaluated on ``split``."""
     from torch.func import stack_module_state
 
     M, bs = len(runs), runs[0].batch_size
     Xtr, ytr = task.X_train.float().to(device), task.y_train.float().to(device)
-    Xte, yte = task.X_test.float().to(device), task.y_test.float().to(device)
+    Xte, yte = getattr(task, f"X_{split}").float().to(device), getattr(task, f"y_{split}").float().to(device)
     n = len(Xtr)
     per_epoch = math.ceil(n / bs)
     total = epochs * n
@@ -507,8 +508,8 @@ def _train_vectorized(
             record = {
                 "epoch": e + 1,
                 "train_loss": math.nan if dead else total_loss / n,
-                "test_loss": math.nan if dead else tl[m],
-                "test_acc": math.nan if dead else ta[m],
+                f"{split}_loss": math.nan if dead else tl[m],
+                f"{split}_acc": math.nan if dead else ta[m],
                 "lr": recs[-1]["lr"],
                 "samples": recs[-1]["samples"],
                 "steps": len(recs) - (1 if dead else 0),
@@ -527,6 +528,7 @@ def _train_vectorized(
         "device": str(device),
         "method": "vectorized",
         "forward": kind,
+        "eval_split": split,
     }
     return [
         _make_trace(
@@ -546,13 +548,20 @@ def _train_sequential(
     optimizer: OptimizerSpec | Callable,
     model_fn: Callable[[int], nn.Module],
     device: torch.device,
+    split: str = "test",
 ) -> Any:
-    """One run with the course's own loop: ``make_loaders`` + a torch optimizer + ``fit``."""
+    """One run with the course's own loop: ``make_loaders`` + a torch optimizer + ``fit``, evaluated on
+    ``split`` (``fit`` names its held-out numbers ``test_*``; for validation they are renamed ``val_*``)."""
     total = epochs * len(task.X_train)
     schedule = run.strategy.schedule(run.lr, total)
     model = model_fn(run.seed)
     loaders = make_loaders(
-        task.X_train, task.y_train, task.X_test, task.y_test, batch_size=run.batch_size, seed=run.seed
+        task.X_train,
+        task.y_train,
+        getattr(task, f"X_{split}"),
+        getattr(task, f"y_{split}"),
+        batch_size=run.batch_size,
+        seed=run.seed,
     )
     if isinstance(optimizer, OptimizerSpec):
         opt = optimizer.build(model.parameters(), float(schedule(0)))
@@ -566,6 +575,12 @@ def _train_sequential(
         label = type(opt).__name__
     scheduler = as_lambda_lr(opt, schedule, unit="sample")
     trace = fit(model, loaders, opt, epochs, scheduler, device=device, progress=False)
+    if split != "test":
+        for record in trace.epochs:
+            for kind in ("loss", "acc"):
+                if f"test_{kind}" in record:
+                    record[f"{split}_{kind}"] = record.pop(f"test_{kind}")
+        trace.message = trace.message.replace("test accuracy", f"{split} accuracy")
     trace.config.update(
         {
             "optimizer": label,
@@ -573,6 +588,7 @@ def _train_sequential(
             "lr": run.lr,
             "strategy": run.strategy.name,
             "method": "sequential",
+            "eval_split": split,
         }
     )
     return trace
@@ -629,6 +645,11 @@ class SweepResult:
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
 
+    @property
+    def split(self) -> str:
+        """The held-out split the runs were evaluated on: ``"test"`` or ``"val"`` (``evaluate_on``)."""
+        return str(self.settings.get("evaluate_on", "test"))
+
     def filter(self, **conditions: Any) -> SweepResult:
         """The runs whose settings match, e.g. ``result.filter(strategy="cosine", lr=0.1)``."""
         keep = [i for i, r in enumerate(self.rows) if all(r.get(k) == v for k, v in conditions.items())]
@@ -671,7 +692,11 @@ class SweepResult:
         by = self._by(by)
         metrics = list(
             metrics
-            or [m for m in SUMMARY_METRICS if not self.rows or m in self.rows[0]]
+            or [
+                m
+                for m in (x.replace("test", self.split) for x in SUMMARY_METRICS)
+                if not self.rows or m in self.rows[0]
+            ]
             + [m for m in ("samples_to_acc", "samples_to_loss") if self.rows and m in self.rows[0]]
         )
         out = []
@@ -696,12 +721,15 @@ class SweepResult:
         return out
 
     def best(
-        self, metric: str = "final_test_loss", mode: str | None = None, by: Sequence[str] | None = None
+        self, metric: str | None = None, mode: str | None = None, by: Sequence[str] | None = None
     ) -> dict:
         """The summary row with the best mean ``metric`` (lowest loss / highest accuracy by default).
 
-        Groups with a diverged run are skipped: a setting that sometimes blows up does not win.
+        ``metric`` defaults to the final held-out loss (``final_test_loss``, or ``final_val_loss`` for a
+        sweep evaluated on validation). Groups with a diverged run are skipped: a setting that sometimes
+        blows up does not win.
         """
+        metric = metric or f"final_{self.split}_loss"
         mode = _metrics._mode_for(metric, mode) if mode is None else mode
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -748,11 +776,14 @@ class SweepResult:
         out += ["| " + " | ".join(c) + " |" for c in lines]
         return "\n".join(out)
 
-    def curves(self, metric: str = "test_loss", by: Sequence[str] | None = None) -> dict[tuple, dict]:
+    def curves(self, metric: str | None = None, by: Sequence[str] | None = None) -> dict[tuple, dict]:
         """Per group: ``{"samples", "mean", "std", "n"}`` arrays of ``metric`` over epochs, across seeds.
+
+        ``metric`` defaults to the held-out loss (``test_loss``, or ``val_loss`` after ``evaluate_on="val"``).
 
         Epochs after a run diverged count as missing (NaN) and are left out of that epoch's mean.
         """
+        metric = metric or f"{self.split}_loss"
         out = {}
         for key, idx in self._groups(by).items():
             n_ep = max(len(self.traces[i].epochs) for i in idx)
@@ -772,7 +803,7 @@ class SweepResult:
 
     def plot(
         self,
-        metric: str = "test_loss",
+        metric: str | None = None,
         *,
         by: Sequence[str] | None = None,
         ax: Any = None,
@@ -786,6 +817,7 @@ class SweepResult:
         """
         import matplotlib.pyplot as plt
 
+        metric = metric or f"{self.split}_loss"
         if band not in ("std", "sem", "minmax"):
             raise ValueError(f"band must be 'std', 'sem' or 'minmax', got {band!r}")
         if ax is None:
@@ -862,6 +894,7 @@ def run_sweep(
     target_loss: float | None = None,
     max_models: int = 256,
     progress: bool | str = "auto",
+    evaluate_on: str = "test",
 ) -> SweepResult:
     """Train every combination of ``strategies x lrs x seeds x batch_sizes`` and tabulate the results.
 
@@ -880,10 +913,14 @@ def run_sweep(
             ``MLP(n_features, hidden=32, seed=seed)``.
         method: ``"vectorized"`` (all runs of a batch size at once), ``"sequential"`` (one
             :func:`lrlab.training.fit` after another), or ``"auto"``: vectorized when possible.
-        target_acc / target_loss: also report samples until the test accuracy / loss reaches them.
+        target_acc / target_loss: also report samples until the held-out accuracy / loss reaches them.
         max_models: at most this many models train together (memory bound on big grids).
         progress: a progress bar: True, False, or ``"auto"`` (when the sweep takes more than
             ``lrlab.training.PROGRESS_AUTO_STEPS`` optimizer steps, batched steps when vectorized).
+        evaluate_on: the held-out split each epoch is measured on: ``"test"``, or ``"val"`` (the task's
+            validation split, ``load_task(n_val=...)``), which names the numbers ``val_loss``,
+            ``final_val_loss``, ... Choose learning rates and strategies on ``"val"``; a sealed task
+            (``load_task(sealed=True)``) refuses ``"test"`` until ``task.open_test()``.
 
     Returns a :class:`SweepResult`; its rows hold ``strategy, lr, seed, batch_size, samples, steps``
     and the metrics of :func:`lrlab.metrics.summarize`.
@@ -899,12 +936,15 @@ def run_sweep(
     check_choice(method, "method", METHODS)
     max_models = check_int(max_models, "max_models", low=1)
     progress_enabled(progress, None)  # validates it
+    check_choice(evaluate_on, "evaluate_on", ("test", "val"))
     if task is None:
         task = load_task(seed=0)
-    for attr in ("X_train", "y_train", "X_test", "y_test"):
-        if not hasattr(task, attr):
+    for attr in ("X_train", "y_train", f"X_{evaluate_on}", f"y_{evaluate_on}"):
+        if getattr(task, attr, None) is None:
+            hint = " (load_task(n_val=200) makes one)" if evaluate_on == "val" else ""
             raise ValueError(
-                f"task must have X_train, y_train, X_test, y_test (a lrlab.data.Task); missing {attr}"
+                f"task must have X_train, y_train, X_{evaluate_on}, y_{evaluate_on} (a lrlab.data.Task"
+                f"{hint}); missing {attr}"
             )
     n_train, n_features = int(task.X_train.shape[0]), int(task.X_train.shape[1])
     if max(int(b) for b in bs_list) > n_train:
@@ -956,7 +996,7 @@ def run_sweep(
                 for start in range(0, len(idx), max_models):
                     chunk = idx[start : start + max_models]
                     out = _train_vectorized(
-                        [runs[i] for i in chunk], task, int(epochs), spec, model_fn, dev, bar
+                        [runs[i] for i in chunk], task, int(epochs), spec, model_fn, dev, bar, evaluate_on
                     )
                     for i, tr in zip(chunk, out, strict=True):
                         traces[i] = tr
@@ -966,7 +1006,7 @@ def run_sweep(
 
                 bar = tqdm(total=len(runs), desc="sweep", unit="run", leave=False)
             for i, r in enumerate(runs):
-                traces[i] = _train_sequential(r, task, int(epochs), spec, model_fn, dev)
+                traces[i] = _train_sequential(r, task, int(epochs), spec, model_fn, dev, evaluate_on)
                 if bar is not None:
                     bar.update(1)
     finally:
@@ -984,7 +1024,7 @@ def run_sweep(
             "samples": int(epochs) * n_train,
             "steps": int(epochs) * math.ceil(n_train / r.batch_size),
         }
-        row.update(_metrics.summarize(tr, target_acc=target_acc, target_loss=target_loss))
+        row.update(_metrics.summarize(tr, target_acc=target_acc, target_loss=target_loss, split=evaluate_on))
         rows.append(row)
     settings = {
         "strategies": names,
@@ -996,5 +1036,6 @@ def run_sweep(
         "method": used,
         "fallback_reason": reason,
         "device": str(dev),
+        "evaluate_on": evaluate_on,
     }
     return SweepResult(rows, traces, settings, seconds)

@@ -255,7 +255,8 @@ def observe(record: dict, previous: dict | None = None) -> str:
     7. otherwise (within 2 %): "plateau: the loss barely changes"
     """
     loss = float(record.get("train_loss", math.nan))
-    acc = float(record.get("test_acc", math.nan))
+    split = "val" if "val_acc" in record and "test_acc" not in record else "test"  # what the run evaluated on
+    acc = float(record.get(f"{split}_acc", math.nan))
     if not math.isfinite(loss) or record.get("diverged"):
         return "diverged: the loss became NaN/inf"
     if loss > HUGE_LOSS:
@@ -276,8 +277,8 @@ def observe(record: dict, previous: dict | None = None) -> str:
     if drop < -RISE:
         return "loss went up: bouncing (LR too high?)"
     test_loss, prev_test = (
-        float(record.get("test_loss", math.nan)),
-        float(previous.get("test_loss", math.nan)),
+        float(record.get(f"{split}_loss", math.nan)),
+        float(previous.get(f"{split}_loss", math.nan)),
     )
     if (
         drop > SLOW_DROP
@@ -288,7 +289,7 @@ def observe(record: dict, previous: dict | None = None) -> str:
     ):
         return "test loss rises while the loss falls: noisy steps or overfitting"
     if drop > FAST_DROP:
-        d_acc = acc - float(previous.get("test_acc", math.nan))
+        d_acc = acc - float(previous.get(f"{split}_acc", math.nan))
         if not math.isfinite(d_acc) or d_acc >= 0.01:
             return "loss decreases, accuracy improves"
         return "loss decreases, accuracy dips" if d_acc < -0.01 else "loss decreases, accuracy flat"
@@ -335,6 +336,12 @@ class Trace:
     message: str = ""
     config: dict = field(default_factory=dict)
 
+    @property
+    def eval_split(self) -> str:
+        """The split the epoch records were evaluated on: ``"test"`` (keys ``test_loss``/``test_acc``), or
+        ``"val"`` (``val_loss``/``val_acc``) for a sweep run with ``evaluate_on="val"``."""
+        return str(self.config.get("eval_split", "test"))
+
     # ----------------------------------------------------------------------------------------- ending
     def mark_diverged(self, at: dict) -> None:
         """Record the divergence policy's verdict: the loss of step ``at`` was NaN/inf, training stopped."""
@@ -362,8 +369,9 @@ class Trace:
     def _final_numbers(self) -> str:
         f = self.final
         text = f"loss {f['train_loss']:.4f}"
-        if math.isfinite(float(f.get("test_acc", math.nan))):
-            text += f", test accuracy {f['test_acc']:.3f}"
+        acc = float(f.get(f"{self.eval_split}_acc", math.nan))
+        if math.isfinite(acc):
+            text += f", {self.eval_split} accuracy {acc:.3f}"
         return text + f" ({f['seconds']:.1f} s)."
 
     # ----------------------------------------------------------------------------------------- access
@@ -376,11 +384,12 @@ class Trace:
 
     @property
     def best(self) -> dict:
-        """The epoch record with the highest test accuracy (the earliest one on ties)."""
-        finite = [r for r in self.epochs if math.isfinite(float(r.get("test_acc", math.nan)))]
+        """The epoch record with the highest test (or validation) accuracy (the earliest one on ties)."""
+        key = f"{self.eval_split}_acc"
+        finite = [r for r in self.epochs if math.isfinite(float(r.get(key, math.nan)))]
         if not finite:
-            raise ValueError("this trace has no epoch with a finite test accuracy")
-        return max(finite, key=lambda r: (r["test_acc"], -r["epoch"]))
+            raise ValueError(f"this trace has no epoch with a finite {self.eval_split} accuracy")
+        return max(finite, key=lambda r: (r[key], -r["epoch"]))
 
     @property
     def samples(self) -> int:
@@ -393,10 +402,12 @@ class Trace:
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Per-epoch columns (``epoch``, ``train_loss``, ``test_loss``, ``test_acc``, ``lr``, ``samples``,
-        ``seconds``) and per-step columns (``step_step``, ``step_samples``, ``step_loss``, ``step_lr``)."""
+        ``seconds``; ``val_loss``/``val_acc`` instead when the run was evaluated on validation) and per-step
+        columns (``step_step``, ``step_samples``, ``step_loss``, ``step_lr``)."""
+        ev = self.eval_split
         out = {
             k: self.column(k)
-            for k in ("epoch", "train_loss", "test_loss", "test_acc", "lr", "samples", "seconds")
+            for k in ("epoch", "train_loss", f"{ev}_loss", f"{ev}_acc", "lr", "samples", "seconds")
         }
         for k in ("step", "samples", "loss", "lr"):
             out[f"step_{k}"] = np.array([float(s[k]) for s in self.steps], dtype=float)
@@ -411,10 +422,12 @@ class Trace:
         lrs = self.column("lr")
         lrs = lrs[np.isfinite(lrs)]
         show_lr = len(lrs) > 1 and lrs.max() != lrs.min()
-        head = ["Epoch", "Loss ↓", "Test loss", "Accuracy ↑"] + (["LR"] if show_lr else []) + ["Observation"]
+        ev = self.eval_split
+        held_out = "Test loss" if ev == "test" else "Val loss"
+        head = ["Epoch", "Loss ↓", held_out, "Accuracy ↑"] + (["LR"] if show_lr else []) + ["Observation"]
         rows = []
         for r, obs in zip(self.epochs, self.observations(), strict=True):
-            row = [str(r["epoch"]), _num(r["train_loss"]), _num(r["test_loss"]), _num(r["test_acc"])]
+            row = [str(r["epoch"]), _num(r["train_loss"]), _num(r[f"{ev}_loss"]), _num(r[f"{ev}_acc"])]
             if show_lr:
                 row.append(f"{r['lr']:.3g}")
             rows.append(row + [obs])
@@ -440,7 +453,7 @@ class Trace:
         state = "diverged" if self.diverged else "ok"
         return (
             f"Trace({len(self.epochs)} epochs, {len(self.steps)} steps, final loss {f['train_loss']:.4g}, "
-            f"test accuracy {f['test_acc']:.3f}, {state})"
+            f"{self.eval_split} accuracy {f[f'{self.eval_split}_acc']:.3f}, {state})"
         )
 
     def _repr_html_(self) -> str:
@@ -484,10 +497,11 @@ class Trace:
             raise ValueError(f"axes must be two matplotlib axes (loss, accuracy), got {len(axes)}")
         ax_loss, ax_acc = axes
         a = self.as_arrays()
+        ev = self.eval_split
         pre = f"{label}: " if label else ""
         line = ax_loss.plot(a["epoch"], a["train_loss"], "o-", label=f"{pre}train loss (epoch mean)")[0]
         color = line.get_color()
-        ax_loss.plot(a["epoch"], a["test_loss"], "s--", color=color, alpha=0.8, label=f"{pre}test loss")
+        ax_loss.plot(a["epoch"], a[f"{ev}_loss"], "s--", color=color, alpha=0.8, label=f"{pre}{ev} loss")
         per_epoch = self.config.get("samples_per_epoch") or (a["samples"][0] if len(a["samples"]) else 0)
         if steps and len(a["step_samples"]) and per_epoch:
             ax_loss.plot(
@@ -498,11 +512,11 @@ class Trace:
                 color=color,
                 label=f"{pre}batch loss",
             )
-        finite = np.concatenate([a["train_loss"], a["test_loss"], a["step_loss"] if steps else []])
+        finite = np.concatenate([a["train_loss"], a[f"{ev}_loss"], a["step_loss"] if steps else []])
         finite = finite[np.isfinite(finite) & (finite > 0)]
         if len(finite) and finite.max() / finite.min() > 100:
             ax_loss.set_yscale("log")  # a loss that explodes would flatten everything else
-        ax_acc.plot(a["epoch"], a["test_acc"], "o-", color=color, label=f"{pre}test accuracy")
+        ax_acc.plot(a["epoch"], a[f"{ev}_acc"], "o-", color=color, label=f"{pre}{ev} accuracy")
         if loss_floor is not None:
             floor = float(loss_floor)
             ax_loss.axhline(floor, ls=":", color="gray", label=f"lowest achievable ({floor:.3f})")
@@ -517,7 +531,7 @@ class Trace:
                 ax.axvline(x, color="red", ls="--", lw=1)
                 ax.text(x, 0.5, " diverged", color="red", transform=ax.get_xaxis_transform())
         ax_loss.set(xlabel="epoch", ylabel="loss (BCE)", title="Loss ↓")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Test accuracy ↑")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{'Test' if ev == 'test' else 'Validation'} accuracy ↑")
         for ax in axes:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
