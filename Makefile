@@ -83,7 +83,15 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --no-browser --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-bench: $(STAMP)
+# The peers the benchmarks compare with (BackPACK, Opacus) are installed for make bench only: the `bench` extra.
+BENCH_STAMP := $(VENV)/.lrlab-bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@echo "Installing the benchmark peers (pyproject's bench extra) into $(VENV) from constraints.txt..."
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,bench]' \
+		> $(VENV)/install-bench.log 2>&1 || { cat $(VENV)/install-bench.log; exit 1; }
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 release: $(STAMP)

@@ -7,6 +7,7 @@ the mean instead of mean of norms) so that a regression to one of them fails a t
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -498,3 +499,90 @@ def test_tracker_and_per_sample_grads_on_the_gpu_match_the_cpu():
             assert a[name][key] == pytest.approx(b[name][key], rel=1e-3)
     for k in pa:
         torch.testing.assert_close(pa[k], pb[k], rtol=1e-3, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the noise scale from per-sample norms
+class _Seq(nn.Module):
+    """Linear layers on a sequence input [B, T, in], summed over positions: the general form of the norms."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(5, 7)
+        self.out = nn.Linear(7, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.inner(x))).sum(1)
+
+
+class _Twice(nn.Module):
+    """One nn.Linear used twice: its per-sample gradient is a sum of two outer products."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.lin(torch.tanh(self.lin(x)))))
+
+
+class _Scaled(nn.Module):
+    """A trainable parameter outside nn.Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 1)
+        self.scale = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+
+@pytest.mark.parametrize("whole_dataset", [False, True])
+@pytest.mark.parametrize("case", ["mlp", "mlp-frozen-first", "sequence", "twice", "scaled", "mse-3-outputs"])
+def test_the_norms_path_equals_the_materializing_path_in_float64(case, whole_dataset):
+    torch.manual_seed(0)
+    loss_fn = None
+    if case.startswith("mlp"):
+        model, X = MLP(n_features=6, hidden=9, seed=3), torch.randn(40, 6)
+        y = (torch.rand(40) > 0.5).float()
+        if case == "mlp-frozen-first":
+            model.hidden.weight.requires_grad_(False)
+    elif case == "sequence":
+        model, X, y = _Seq(), torch.randn(30, 4, 5), (torch.rand(30) > 0.5).float()
+    elif case == "twice":
+        model, X, y = _Twice(), torch.randn(30, 6), (torch.rand(30) > 0.5).float()
+    elif case == "scaled":
+        model, X, y = _Scaled(), torch.randn(30, 6), (torch.rand(30) > 0.5).float()
+    else:
+        model, X, y = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)), torch.randn(25, 6), torch.randn(25, 3)
+        loss_fn = F.mse_loss
+    model = model.double()
+    X, y = X.double(), y.double()
+    want = G.gradient_noise(model, X, y, loss_fn=loss_fn, whole_dataset=whole_dataset)
+    got = G.gradient_noise_scale(model, X, y, loss_fn=loss_fn, whole_dataset=whole_dataset, chunk_size=7)
+    assert got.method == ("per-sample" if case in ("twice", "scaled") else "norms")
+    assert got.n == want.n
+    assert got.trace == pytest.approx(want.trace, rel=1e-9)
+    assert got.grad_sq_norm == pytest.approx(want.grad_sq_norm, rel=1e-9)
+    assert got.grad_sq_norm_unbiased == pytest.approx(want.grad_sq_norm_unbiased, rel=1e-8, abs=1e-12)
+    assert got.b_simple == pytest.approx(want.b_simple, rel=1e-8)
+
+
+def test_the_norms_path_in_float32_matches_the_float64_reference_on_the_course_mlp():
+    model, X = MLP(seed=0), torch.randn(256, 10, generator=torch.Generator().manual_seed(1))
+    y = (torch.rand(256, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    want = G.gradient_noise(copy.deepcopy(model).double(), X.double(), y.double())
+    got = G.gradient_noise_scale(model, X, y)
+    assert got.method == "norms"
+    assert got.trace == pytest.approx(want.trace, rel=1e-5)
+    assert got.b_simple == pytest.approx(want.b_simple, rel=1e-4)
+
+
+def test_gradient_noise_scale_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="method='norms' cannot be used.*nn.Linear layers only"):
+        G.gradient_noise_scale(_Scaled(), torch.randn(4, 6), torch.ones(4), method="norms")
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        G.gradient_noise_scale(MLP(), torch.randn(1, 10), torch.ones(1))
+    with pytest.raises(ValueError, match="method must be"):
+        G.gradient_noise_scale(MLP(), torch.randn(4, 10), torch.ones(4), method="fast")

@@ -15,8 +15,10 @@ Three questions, three tools:
    signal-to-noise ratio and the *gradient noise scale* ``B_simple = tr(Σ) / |G|²`` (McCandlish et al. 2018,
    "An Empirical Model of Large-Batch Training").
 
-3. **Can I get the noise scale without per-sample gradients?**  Yes, from the squared gradient norms at two
-   batch sizes: :func:`two_batch_noise_scale` and :func:`estimate_noise_scale_two_batch`.
+3. **Can I get the noise scale without per-sample gradients?**  Yes: :func:`gradient_noise_scale` needs only
+   each sample's squared gradient norm, which a stack of ``nn.Linear`` layers gives from one ordinary backward
+   pass; or, for any model, the squared norms of mini-batch gradients at two batch sizes:
+   :func:`two_batch_noise_scale` and :func:`estimate_noise_scale_two_batch`.
 
 Reading guide: the gradient of a mini-batch of ``B`` samples is ``G_B = (1/B) Σ_i g_i``, the mean of the
 per-sample gradients ``g_i``. Its expectation is ``G`` and its covariance is ``Σ / B``, so
@@ -24,8 +26,11 @@ per-sample gradients ``g_i``. Its expectation is ``G`` and its covariance is ``�
     E |G_B|²  =  |G|²  +  tr(Σ) / B.
 
 When ``B`` is much smaller than ``B_simple`` the noise term dominates: a step mostly follows noise, and a
-smaller learning rate (or a larger batch) is needed. Early in training gradients are large *and* vary a lot
-between batches, which is one reason a warmup helps.
+smaller learning rate (or a larger batch) is needed. Early in training the opposite holds: for the course's MLP
+``B_simple`` is about 8 at initialization and grows to about a thousand by the end of module 05's run, so the
+first gradients are mostly signal. What a warmup protects against early is not noise but large steps where the
+curvature is highest, and (for Adam) a second-moment estimate built from a handful of gradients; module 05
+measures all three.
 
 imports: args, training (GradientTracker is a training callback).
 """
@@ -64,6 +69,7 @@ __all__ = [
     "GradientTracker",
     "StepLog",
     "GradientNoise",
+    "NoiseScale",
     "TwoBatchEstimate",
     "per_sample_grads",
     "per_sample_grads_loop",
@@ -72,6 +78,7 @@ __all__ = [
     "noise_scale",
     "signal_to_noise",
     "gradient_noise",
+    "gradient_noise_scale",
     "batch_gradient_sq_norms",
     "two_batch_noise_scale",
     "estimate_noise_scale_two_batch",
@@ -509,26 +516,27 @@ def _per_sample_vmap(
     return fn(detached, X, y)
 
 
-def _per_sample_linear(
-    model: nn.Module,
-    params: dict[str, nn.Parameter],
-    X: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: LossFn,
-) -> dict[str, torch.Tensor]:
-    owner: dict[int, str] = {}
+class _NotLinear(ValueError):
+    """A trainable parameter outside ``nn.Linear``: the outer-product shortcuts do not apply."""
+
+
+def _linear_pass(
+    model: nn.Module, params: dict[str, nn.Parameter], X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
+) -> list[tuple[str, nn.Linear, torch.Tensor, torch.Tensor]]:
+    """One forward and one backward pass of the summed loss, recording every ``nn.Linear`` call:
+    ``(module name, module, input a, δ = d(Σ_i loss_i)/d output)``; δ's row ``i`` is sample ``i``'s own.
+
+    Raises :class:`_NotLinear` (a ``ValueError``) when a trainable parameter does not belong to an ``nn.Linear``.
+    """
     linears: dict[nn.Linear, str] = {}
+    owned: set[int] = set()
     for mname, module in model.named_modules():
         if isinstance(module, nn.Linear):
             linears[module] = mname
-            for pname, p in module.named_parameters(recurse=False):
-                owner[id(p)] = f"{mname}.{pname}" if mname else pname
-    unsupported = [n for n, p in params.items() if id(p) not in owner]
+            owned.update(id(p) for p in module.parameters(recurse=False))
+    unsupported = [n for n, p in params.items() if id(p) not in owned]
     if unsupported:
-        raise ValueError(
-            f"method='linear' handles parameters of nn.Linear layers only; {unsupported} are not; "
-            "use method='vmap'"
-        )
+        raise _NotLinear(f"handles parameters of nn.Linear layers only; {unsupported} are not")
     calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -540,18 +548,28 @@ def _per_sample_linear(
             out = model(X)
             # batch mean * B = sum of per-sample losses, whose output-gradient row i is sample i's own
             loss = loss_fn(out, y) * X.shape[0]
-            outs = [o for _, _, o in calls]
-            deltas = torch.autograd.grad(loss, outs, allow_unused=True)
+            deltas = torch.autograd.grad(loss, [o for _, _, o in calls], allow_unused=True)
     finally:
         for h in handles:
             h.remove()
+    return [(linears[m], m, a.detach(), d) for (m, a, _), d in zip(calls, deltas, strict=True) if d is not None]
+
+
+def _per_sample_linear(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+) -> dict[str, torch.Tensor]:
+    try:
+        calls = _linear_pass(model, params, X, y, loss_fn)
+    except _NotLinear as why:
+        raise ValueError(f"method='linear' {why}; use method='vmap'") from None
     B = X.shape[0]
     result: dict[str, torch.Tensor] = {}
-    for (module, a, _), d in zip(calls, deltas, strict=True):
-        if d is None:
-            continue
-        prefix = linears[module]
-        a2 = a.detach().reshape(B, -1, a.shape[-1])  # [B, T, in]  (T = 1 for plain [B, in] inputs)
+    for prefix, module, a, d in calls:
+        a2 = a.reshape(B, -1, a.shape[-1])  # [B, T, in]  (T = 1 for plain [B, in] inputs)
         d2 = d.reshape(B, -1, d.shape[-1])  # [B, T, out]
         pieces = {"weight": torch.einsum("bto,bti->boi", d2, a2)}
         if module.bias is not None:
@@ -747,6 +765,133 @@ def gradient_noise(
     if whole_dataset:
         return GradientNoise(n=n, mean=mean, var={k: v / n for k, v in m2.items()}, exact_mean=True)
     return GradientNoise(n=n, mean=mean, var={k: v / (n - 1) for k, v in m2.items()})
+
+
+@dataclass
+class NoiseScale:
+    """``tr(Σ)``, ``|G|²`` and ``B_simple`` over ``n`` samples, from :func:`gradient_noise_scale`.
+
+    The same numbers as :class:`GradientNoise` (``trace``, ``grad_sq_norm``, ``grad_sq_norm_unbiased``,
+    ``b_simple``), without the per-element mean and variance; ``method`` says how they were computed:
+    ``"norms"`` (per-sample squared norms, no per-sample gradient stored) or ``"per-sample"`` (the fallback).
+    """
+
+    n: int
+    trace: float
+    grad_sq_norm: float
+    grad_sq_norm_unbiased: float
+    b_simple: float
+    method: str
+
+    def __repr__(self) -> str:
+        return (
+            f"NoiseScale(n={self.n}, tr(Σ)={self.trace:.4g}, |G|²={self.grad_sq_norm_unbiased:.4g}, "
+            f"B_simple={self.b_simple:.4g}, method={self.method!r})"
+        )
+
+
+class _NotNorms(Exception):
+    """The model's gradients cannot be read off per-sample norms (a layer called twice, ...)."""
+
+
+def _linear_norms(
+    model: nn.Module, params: dict[str, nn.Parameter], X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample squared gradient norms ``[B]`` and the summed gradient ``{name: Σ_i g_i}``, both float64,
+    from one forward and one backward pass (:func:`_linear_pass`), never forming a per-sample gradient.
+
+    For ``nn.Linear`` sample ``i``'s weight gradient is ``Σ_t δ_it a_itᵀ`` (``t`` runs over the positions of a
+    sequence input; one position for a plain ``[B, in]`` input). Its squared Frobenius norm is
+    ``Σ_{t,s} (δ_it·δ_is)(a_it·a_is)``: for one position simply ``|δ_i|²·|a_i|²``, the norm of an outer
+    product being the product of the norms (Goodfellow 2015, "Efficient per-example gradient computations").
+    """
+    try:
+        calls = _linear_pass(model, params, X, y, loss_fn)
+    except _NotLinear as why:
+        raise _NotNorms(str(why)) from None
+    if len({id(m) for _, m, _, _ in calls}) != len(calls):
+        raise _NotNorms("an nn.Linear is called more than once: its per-sample gradient is a sum of terms")
+    B = X.shape[0]
+    sq = torch.zeros(B, dtype=torch.float64, device=X.device)
+    total: dict[str, torch.Tensor] = {}
+    for prefix, module, a, d in calls:
+        a2 = a.reshape(B, -1, a.shape[-1]).double()   # [B, T, in]
+        d2 = d.reshape(B, -1, d.shape[-1]).double()    # [B, T, out]
+        key = {pname: f"{prefix}.{pname}" if prefix else pname for pname in ("weight", "bias")}
+        if key["weight"] in params:
+            if a2.shape[1] == 1:
+                sq += d2[:, 0].pow(2).sum(1) * a2[:, 0].pow(2).sum(1)
+            else:
+                sq += (torch.bmm(d2, d2.transpose(1, 2)) * torch.bmm(a2, a2.transpose(1, 2))).sum((1, 2))
+            total[key["weight"]] = torch.einsum("bto,bti->oi", d2, a2)
+        if module.bias is not None and key["bias"] in params:
+            db = d2.sum(1)
+            sq += db.pow(2).sum(1)
+            total[key["bias"]] = db.sum(0)
+    return sq, total
+
+
+def gradient_noise_scale(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_fn: LossFn | None = None,
+    chunk_size: int = 4096,
+    whole_dataset: bool = False,
+    method: str = "auto",
+) -> NoiseScale:
+    """``tr(Σ)``, ``|G|²`` and ``B_simple`` over all of ``X``, without storing per-sample gradients.
+
+    The two readings of :func:`gradient_noise` (``whole_dataset``) and the same numbers, from an identity
+    that needs only each sample's squared gradient norm and the summed gradient:
+
+        (n - 1) · tr(Σ)  =  Σ_i |g_i - ḡ|²  =  Σ_i |g_i|²  -  n |ḡ|².
+
+    For models whose trainable parameters all belong to ``nn.Linear`` layers (each called once), the norms
+    come from one ordinary forward/backward pass (:func:`_linear_norms`): memory of one batch of
+    activations, and no ``[B, P]`` matrix. ``method="norms"`` insists on that path, ``"per-sample"`` uses
+    :func:`gradient_noise`, ``"auto"`` picks norms when the model allows it and falls back otherwise. The
+    sums are kept in float64, so the subtraction loses little even when the noise is tiny.
+    """
+    _check_module(model)
+    _check_batch(X, y)
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    if method not in ("auto", "norms", "per-sample"):
+        raise ValueError(f"method must be 'auto', 'norms' or 'per-sample', got {method!r}")
+    if X.shape[0] < 2:
+        raise ValueError(f"gradient_noise_scale needs at least 2 samples to estimate a variance, got {X.shape[0]}")
+    loss_fn = _default_loss if loss_fn is None else loss_fn
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable(output, target) -> loss, got {type(loss_fn).__name__}")
+    params = _trainable(model)
+    device = next(iter(params.values())).device
+    X, y = X.to(device), y.to(device)
+    if method != "per-sample":
+        try:
+            n, sq_sum, total = 0, 0.0, {}
+            for start in range(0, X.shape[0], chunk_size):
+                sq, tot = _linear_norms(model, params, X[start : start + chunk_size],
+                                        y[start : start + chunk_size], loss_fn)
+                n += sq.shape[0]
+                sq_sum += float(sq.sum())
+                for k, v in tot.items():
+                    total[k] = total[k] + v if k in total else v
+            g2 = float(sum((v / n).pow(2).sum() for v in total.values()))
+            spread = sq_sum - n * g2   # Σ_i |g_i - ḡ|²
+            if whole_dataset:
+                trace, g2_unbiased = spread / n, g2
+            else:
+                trace = spread / (n - 1)
+                g2_unbiased = g2 - trace / n
+            return NoiseScale(n, trace, g2, g2_unbiased, trace / g2_unbiased if g2_unbiased > 0 else math.inf,
+                              "norms")
+        except _NotNorms as why:
+            if method == "norms":
+                raise ValueError(f"method='norms' cannot be used for this model: {why}; use 'auto'") from None
+    full = gradient_noise(model, X, y, loss_fn=loss_fn, chunk_size=min(chunk_size, 256), whole_dataset=whole_dataset)
+    return NoiseScale(full.n, full.trace, full.grad_sq_norm, full.grad_sq_norm_unbiased, full.b_simple,
+                      "per-sample")
 
 
 # ----------------------------------------------------------------------------------------------------------
