@@ -174,7 +174,12 @@ def _capture_fd2():
 
 def _run_cell(src: str, name: str, ns: dict) -> tuple[list, str, str]:
     """Execute one cell as IPython would; return its nbformat outputs, the error text and the stderr text."""
-    tree = ast.parse(src, filename=name)
+    try:
+        tree = ast.parse(src, filename=name)
+    except SyntaxError as exc:  # the cell fails, as in a kernel; the notebook goes on
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+        return [nbformat.v4.new_output("error", ename="SyntaxError", evalue=error.partition(": ")[2],
+                                       traceback=[error])], error, ""
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not src.rstrip().endswith(";"):
         last = ast.Expression(tree.body.pop().value)
