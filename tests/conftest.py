@@ -56,8 +56,13 @@ def pytest_runtest_setup(item):
             pytest.skip(f"no sandbox here: {problem}")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, keep the browser tests in one worker: they share one JupyterLab server per worker."""
+    """Under xdist, keep the browser tests in one worker: they share one JupyterLab server per worker.
+
+    tryfirst: pytest-xdist reads the xdist_group marks in a hook of its own, registered after this conftest
+    and so (last in, first called) run before this one; marks added after it had looked were ignored, and
+    the browser tests were spread over several workers."""
     for item in items:
         if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.xdist_group("browser"))

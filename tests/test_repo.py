@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -175,3 +176,27 @@ def test_repo_names_no_machine_paths():
         if re.search(r"/work/(main|shared|authoring)|/opt/wheels|\.pyenv/|/root/|/tmp/(ci|pytest-of|rt)\b", text):
             offenders.append(path)
     assert not offenders, f"files naming a machine path: {offenders}"
+
+
+def test_xdist_groups_keep_their_tests_in_one_worker(tmp_path):
+    """make test runs `pytest -n ... --dist loadgroup`: the browser tests (marked by tests/conftest.py) and every
+    xdist_group must each run in one worker. This broke silently twice: with pytest 9.2 (pytest-xdist#1386) and
+    when the conftest hook ran after xdist had read the marks."""
+    log = tmp_path / "workers.txt"
+    body = "    time.sleep(0.2)\n    open({log!r}, 'a').write('{kind} ' + os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+    (tmp_path / "test_groups.py").write_text(
+        "import os, time\nimport pytest\n\n"
+        "@pytest.mark.browser\n@pytest.mark.parametrize('i', range(4))\ndef test_b(i):\n"
+        + body.format(log=str(log), kind="b")
+        + "\n@pytest.mark.xdist_group('g')\n@pytest.mark.parametrize('i', range(4))\ndef test_g(i):\n"
+        + body.format(log=str(log), kind="g"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "conftest", "-q",
+                           "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    workers: dict[str, set] = {}
+    for line in log.read_text().splitlines():
+        kind, worker = line.split()
+        workers.setdefault(kind, set()).add(worker)
+    assert sorted(workers) == ["b", "g"] and all(len(w) == 1 for w in workers.values()), workers
