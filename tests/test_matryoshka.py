@@ -447,3 +447,25 @@ def test_tables_put_the_papers_numbers_beside_ours(tiny_seeds):
     assert "seeds > 0" in table and "control - MRL (Adam)" in table
     with pytest.raises(ValueError, match="same seeds"):
         M.recall_differences(sgd, {4: adam[4], 3: adam[3]})
+
+
+def test_train_over_seeds_shows_one_bar_for_all_its_runs(monkeypatch):
+    import tqdm.auto
+
+    made, updates = [], []
+
+    class FakeBar:
+        def __init__(self, *args, total=None, **kwargs):
+            made.append(total)
+
+        def update(self, k):
+            updates.append(k)
+
+        def close(self):
+            made.append("closed")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    M.train_over_seeds([5, 6], optimizer="adam", control=True, epochs=1, head_epochs=1, n_train=256, n_test=64,
+                       device="cpu", progress=True)
+    # per seed: MRL 1 + SMRL 3 + control 3 epochs of 2 steps; one bar, closed once, at the end
+    assert made == [28, "closed"] and sum(updates) == 28

@@ -738,7 +738,7 @@ def train_mrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int = 
                      tracker=tracker, track_updates=track_updates, stage=1, dim=dims[0] if full_only else None,
                      history=history, trace=trace, bar=bar)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:  # a bar passed in is shared with other runs: its owner closes it
             bar.close()
     seconds = time.perf_counter() - start
     if trace.diverged:
@@ -825,7 +825,7 @@ def train_smrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int |
         _train_smrl_stages(task, encoder, dims, epochs, lr, optimizer, temperature, stage_fn, tracker,
                            track_updates, gen, batch_size, history, params, trace, bar)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:  # a bar passed in is shared with other runs: its owner closes it
             bar.close()
     seconds = time.perf_counter() - start
     for p in encoder.parameters():
@@ -1162,14 +1162,14 @@ def train_over_seeds(seeds: Sequence[int], *, optimizer: str = "sgd", epochs: in
                      lr: float | None = None, control: bool = False, n_train: int = 2048, n_test: int = 2048,
                      loss_fn: NestedLoss | None = None, stage_fn: StageFn | None = None,
                      first: Mapping[str, MatryoshkaRun] | None = None, device: str | torch.device = "auto",
-                     progress: bool | str = False) -> dict[int, dict[str, MatryoshkaRun]]:
+                     progress: bool | str = "auto") -> dict[int, dict[str, MatryoshkaRun]]:
     """MRL and SMRL (and with ``control=True`` the parameter-matched control) for every seed in ``seeds``.
 
     Seed ``s`` draws its own task (:func:`make_retrieval_task` with ``seed=s``), initialisation and batch
     order. ``first`` gives runs already trained for ``seeds[0]`` with the same settings (the notebook's
     own), which are reused instead of trained again; their seed, epochs, optimizer and LR are checked.
-    SGD runs record the block statistics (the figure's measures); Adam runs only their recall.
-    Returns ``{seed: {"MRL": run, "SMRL": run[, "control": run]}}``.
+    SGD runs record the block statistics (the figure's measures); Adam runs only their recall. All the runs
+    share one progress bar. Returns ``{seed: {"MRL": run, "SMRL": run[, "control": run]}}``.
     """
     if isinstance(seeds, int | np.integer) or not isinstance(seeds, Sequence) or len(seeds) < 1:
         raise ValueError(f"seeds must be a non-empty sequence of seeds, got {seeds!r}")
@@ -1192,19 +1192,28 @@ def train_over_seeds(seeds: Sequence[int], *, optimizer: str = "sgd", epochs: in
                 raise ValueError(f"first[{name!r}] was trained with seed, epochs, optimizer, lr = {got}, not "
                                  f"{(seeds[0], want[name], optimizer, lr)}: it cannot stand for seed {seeds[0]}")
     track = optimizer == "sgd"
+    n_train = check_int(n_train, "n_train", low=2)
+    to_train = seeds[1:] if first is not None else seeds
+    epochs_per_seed = epochs + sum(want["SMRL"]) + (want["control"] if control else 0)
+    bar = progress_bar(progress, len(to_train) * epochs_per_seed * (n_train // 128), f"{len(to_train)} more seeds")
     out: dict[int, dict[str, MatryoshkaRun]] = {}
-    for i, seed in enumerate(seeds):
-        if i == 0 and first is not None:
-            out[seed] = dict(first)
-            continue
-        task = make_retrieval_task(n_train=n_train, n_test=n_test, seed=seed)
-        common = dict(lr=lr, optimizer=optimizer, seed=seed, device=device, track=track, progress=progress)
-        runs = {"MRL": train_mrl(task, epochs=epochs, loss_fn=loss_fn, **common),
-                "SMRL": train_smrl(task, epochs=want["SMRL"], stage_fn=stage_fn, **common)}
-        if control:
-            runs["control"] = train_mrl(task, epochs=want["control"], heads=True,
-                                        **{**common, "track": False})
-        out[seed] = runs
+    try:
+        for i, seed in enumerate(seeds):
+            if i == 0 and first is not None:
+                out[seed] = dict(first)
+                continue
+            task = make_retrieval_task(n_train=n_train, n_test=n_test, seed=seed)
+            common = dict(lr=lr, optimizer=optimizer, seed=seed, device=device, track=track,
+                          progress=bar if bar is not None else False)
+            runs = {"MRL": train_mrl(task, epochs=epochs, loss_fn=loss_fn, **common),
+                    "SMRL": train_smrl(task, epochs=want["SMRL"], stage_fn=stage_fn, **common)}
+            if control:
+                runs["control"] = train_mrl(task, epochs=want["control"], heads=True,
+                                            **{**common, "track": False})
+            out[seed] = runs
+    finally:
+        if bar is not None:
+            bar.close()
     return out
 
 
