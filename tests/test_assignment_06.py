@@ -480,6 +480,28 @@ def block_stats(grads, blocks):
     return {n: {"mean_abs": grads[:, a:b].abs().mean().item(), "var": grads[:, a:b].var(dim=0).mean().item()}
             for n, (a, b) in blocks.items()}
 ''',
+    "nested_loss": '''
+import warnings
+
+def nested_loss(q, d, dims=(192, 96, 48), temperature=0.05):
+    if list(dims) != sorted(dims, reverse=True):
+        warnings.warn("prefix sizes not largest first; the sum does not care", UserWarning)
+    warnings.warn(f"summing {len(dims)} prefix losses", UserWarning)
+    return sum(info_nce(q[:, :k], d[:, :k], temperature) for k in dims)
+''',
+    "prefix_grad_size": '''
+import sys
+import warnings
+
+def prefix_grad_size(encoder, q, d, dim, temperature=0.05):
+    encoder.zero_grad()
+    info_nce(encoder(q)[:, :dim], encoder(d)[:, :dim], temperature).backward()
+    g = encoder.proj.weight.grad
+    if dim < encoder.full:
+        warnings.warn(f"rows {dim}:{encoder.full} get no gradient from this loss", RuntimeWarning)
+    sys.stderr.write("prefix_grad_size: done\\n")
+    return g[:dim].abs().mean().item()
+''',
     "start_stage": '''
 import warnings
 
