@@ -365,3 +365,107 @@ def test_smrl_stages_share_one_progress_bar(monkeypatch):
     assert made == [12, "closed"] and len(updates) == 12  # 3 stages x 4 steps, one bar
     with pytest.raises(ValueError, match=r"optimizer must be one of \('sgd', 'adam'\), got 'adamw'"):
         M.train_mrl(small, optimizer="adamw", progress=False)
+
+
+# ------------------------------------------------------------------ over seeds: t intervals, scale-free noise
+@pytest.mark.parametrize("confidence, df, table", [
+    (0.95, 1, 12.7062), (0.95, 2, 4.3027), (0.95, 3, 3.1824), (0.95, 4, 2.7764), (0.95, 9, 2.2622),
+    (0.95, 30, 2.0423), (0.99, 5, 4.0321), (0.90, 2, 2.9200),
+])
+def test_t_quantile_matches_the_printed_tables(confidence, df, table):
+    assert M.t_quantile(confidence, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_t_interval_is_mean_plus_minus_t_times_the_standard_error():
+    iv = M.t_interval([1.0, 2.0, 3.0])
+    assert iv.mean == 2.0 and iv.n == 3
+    assert iv.high - iv.mean == pytest.approx(4.3027 * 1.0 / math.sqrt(3), abs=1e-4)
+    assert iv.mean - iv.low == pytest.approx(iv.high - iv.mean)
+    assert iv.format() == "2.00 [-0.48, 4.48]" and str(iv) == iv.format()
+    assert M.t_interval([5.0, 5.0]).format("+.3f") == "+5.000 [+5.000, +5.000]"
+    for bad in ([1.0], [], [1.0, math.nan], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="values must"):
+            M.t_interval(bad)
+    with pytest.raises(ValueError, match="confidence"):
+        M.t_interval([1.0, 2.0], confidence=1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_seeds():
+    kw = dict(epochs=2, head_epochs=1, n_train=256, n_test=128, device="cpu")
+    return M.train_over_seeds([3, 4], optimizer="sgd", **kw), M.train_over_seeds([3, 4], optimizer="adam",
+                                                                                  control=True, **kw)
+
+
+def test_relative_noise_is_scale_free(tiny_seeds):
+    run = tiny_seeds[0][3]["MRL"]
+    noise = M.relative_noise(run)
+    assert noise.shape == (2,) and np.all(noise > 0)
+    np.testing.assert_allclose(noise, run.series("[0:192]", "var") / run.series("[0:192]", "mean_abs") ** 2)
+    # every gradient 10x larger: 100x the variance, the same relative noise
+    import copy
+
+    big = copy.copy(run)
+    big.history = [{**h, "grad": {b: {**s, "mean_abs": 10 * s["mean_abs"], "var": 100 * s["var"]}
+                                  for b, s in h["grad"].items()}} for h in run.history]
+    np.testing.assert_allclose(M.relative_noise(big), noise)
+    with pytest.raises(ValueError, match="MatryoshkaRun"):
+        M.relative_noise({"not": "a run"})
+
+
+def test_train_over_seeds_runs_every_seed_and_reuses_the_first(tiny_seeds):
+    sgd, adam = tiny_seeds
+    assert list(sgd) == [3, 4] and set(sgd[3]) == {"MRL", "SMRL"} and set(adam[4]) == {"MRL", "SMRL", "control"}
+    assert adam[4]["control"].params["total"] == adam[4]["SMRL"].params["total"] == 96_768
+    assert sgd[4]["MRL"].config["seed"] == 4 and adam[3]["control"].config["epochs"] == 4
+    small = M.make_retrieval_task(n_train=256, n_test=128, seed=3)
+    assert torch.equal(sgd[3]["MRL"].encoder.proj.weight,
+                       M.train_mrl(small, epochs=2, seed=3, device="cpu", progress=False).encoder.proj.weight)
+    again = M.train_over_seeds([3, 4], optimizer="sgd", epochs=2, head_epochs=1, n_train=256, n_test=128,
+                               device="cpu", first=sgd[3])
+    assert again[3]["MRL"] is sgd[3]["MRL"]
+    with pytest.raises(ValueError, match="cannot stand for seed 4"):
+        M.train_over_seeds([4], optimizer="sgd", epochs=2, head_epochs=1, first=sgd[3])
+    with pytest.raises(ValueError, match="first must map"):
+        M.train_over_seeds([3], optimizer="adam", control=True, epochs=2, head_epochs=1, first=sgd[3])
+    with pytest.raises(ValueError, match="must not repeat"):
+        M.train_over_seeds([1, 1])
+
+
+def test_tables_put_the_papers_numbers_beside_ours(tiny_seeds):
+    sgd, adam = tiny_seeds
+    text = M.paper_table(sgd)
+    assert "read from the figure" in text and "2 seeds" in text
+    assert " 2.49 " in text and " 1.08 " in text  # 2.717 / 1.093 and 1.124 / 1.037
+    m = M.gradient_measures(sgd)
+    assert m["MRL ratio, mean"].shape == (2,) and np.all(m["MRL ratio, mean"] > 2)
+    diffs = M.recall_differences(sgd, adam)
+    assert set(diffs) == {"SMRL - MRL (Adam)", "SMRL - MRL (SGD)", "control - SMRL (Adam)", "control - MRL (Adam)"}
+    np.testing.assert_allclose(diffs["control - SMRL (Adam)"][48],
+                               [adam[s]["control"].recall[48] - adam[s]["SMRL"].recall[48] for s in (3, 4)])
+    table = M.recall_difference_table(sgd, adam)
+    assert "seeds > 0" in table and "control - MRL (Adam)" in table
+    with pytest.raises(ValueError, match="same seeds"):
+        M.recall_differences(sgd, {4: adam[4], 3: adam[3]})
+
+
+def test_train_over_seeds_shows_one_bar_for_all_its_runs(monkeypatch):
+    import tqdm.auto
+
+    made, updates = [], []
+
+    class FakeBar:
+        def __init__(self, *args, total=None, **kwargs):
+            made.append(total)
+
+        def update(self, k):
+            updates.append(k)
+
+        def close(self):
+            made.append("closed")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    M.train_over_seeds([5, 6], optimizer="adam", control=True, epochs=1, head_epochs=1, n_train=256, n_test=64,
+                       device="cpu", progress=True)
+    # per seed: MRL 1 + SMRL 3 + control 3 epochs of 2 steps; one bar, closed once, at the end
+    assert made == [28, "closed"] and sum(updates) == 28

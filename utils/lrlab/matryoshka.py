@@ -62,6 +62,13 @@ with ``optimizer="adam"`` and the per-block update sizes it records show this ca
 The block statistics (mean ``|g|`` of rows ``[0:96]`` and ``[96:192]``, variance over ``[0:192]``) are
 collected by :func:`make_block_tracker`.
 
+Over seeds
+----------
+:func:`train_over_seeds` trains the contenders for several seeds; :func:`t_interval` gives a mean with its Student t
+interval (few seeds: the normal 1.96 is too small); :func:`relative_noise` divides the variance by the squared mean
+size, so that two methods with gradients of different size can be compared for noise; :func:`paper_table` sets the
+seed figure's numbers (:data:`PAPER_EPOCH0`) beside ours.
+
 imports: args, tables, device, gradients, training (its runs train on fit).
 """
 
@@ -93,7 +100,8 @@ N_FEATURES = 384
 
 __all__ = [
     "DEFAULT_LR", "DIMS", "N_FEATURES", "MatryoshkaEncoder", "MatryoshkaRun", "PairLoader", "RetrievalTask",
-    "UpdateTracker",
+    "UpdateTracker", "Interval", "PAPER_EPOCH0", "gradient_measures", "paper_table", "recall_difference_table",
+    "recall_differences", "relative_noise", "t_interval", "t_quantile", "train_over_seeds",
     "batches", "check_dims", "count_parameters", "evaluate_recall", "freeze", "info_nce", "loglog_slope",
     "make_block_tracker", "make_optimizer", "make_retrieval_task", "matryoshka_loss", "plot_block_ratio",
     "plot_gradient_figure", "plot_recall", "prefix_gradient_scaling", "projection_blocks", "recall_at_k",
@@ -730,7 +738,7 @@ def train_mrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int = 
                      tracker=tracker, track_updates=track_updates, stage=1, dim=dims[0] if full_only else None,
                      history=history, trace=trace, bar=bar)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:  # a bar passed in is shared with other runs: its owner closes it
             bar.close()
     seconds = time.perf_counter() - start
     if trace.diverged:
@@ -817,7 +825,7 @@ def train_smrl(task: RetrievalTask, *, dims: Sequence[int] = DIMS, epochs: int |
         _train_smrl_stages(task, encoder, dims, epochs, lr, optimizer, temperature, stage_fn, tracker,
                            track_updates, gen, batch_size, history, params, trace, bar)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:  # a bar passed in is shared with other runs: its owner closes it
             bar.close()
     seconds = time.perf_counter() - start
     for p in encoder.parameters():
@@ -1046,3 +1054,254 @@ def plot_block_ratio(runs: Mapping[str, MatryoshkaRun], *, ax: Any = None,
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+# ----------------------------------------------------------------------------------------------------
+# over seeds: Student t intervals, a scale-free noise measure, the paper's numbers beside ours
+# ----------------------------------------------------------------------------------------------------
+
+PAPER_EPOCH0: dict[str, dict[str, float]] = {"MRL": {"[0:96]": 2.717, "[96:192]": 1.093},
+                                             "SMRL": {"[0:96]": 1.124, "[96:192]": 1.037}}
+"""The average gradients of blocks ``[0:96]`` and ``[96:192]`` at epoch 0, read from the seed figure of SMEC
+(arXiv 2510.12474). The text that came with the figure swaps several series; these are the figure's values.
+No value of the figure's variance series is kept: which series is which cannot be read reliably."""
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4)."""
+    theta = math.atan(t / math.sqrt(df))
+    s, c2 = math.sin(theta), math.cos(theta) ** 2
+    if df % 2 == 0:
+        term = total = 1.0
+        for j in range(df // 2 - 1):
+            term *= c2 * (2 * j + 1) / (2 * j + 2)
+            total += term
+        return s * total
+    if df == 1:
+        return 2 * theta / math.pi
+    term = total = math.cos(theta)
+    for j in range(1, (df - 1) // 2):
+        term *= c2 * (2 * j) / (2 * j + 1)
+        total += term
+    return 2 / math.pi * (theta + s * total)
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The ``t`` with ``P(|T| < t) = confidence`` for Student's t with ``df`` degrees of freedom.
+
+    ``t_quantile(0.95, n - 1)`` is the factor of a two-sided 95 % interval of a mean of ``n`` values
+    (12.71 for 2 values, 4.30 for 3, 2.78 for 5). Exact for integer ``df``, found by bisection.
+    """
+    confidence = check_real(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
+    df = check_int(df, "df", low=1)
+    lo, hi = 0.0, 1.0
+    while _t_two_sided(hi, df) < confidence:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_two_sided(mid, df) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` seeds with its two-sided Student t interval ``[low, high]``."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float = 0.95
+
+    def format(self, spec: str = ".2f") -> str:
+        """``"7.37 [7.20, 7.54]"`` with ``spec`` for each of the three numbers."""
+        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    """Mean of ``values`` (one per seed) and its Student t interval: ``mean +- t * sd / sqrt(n)``.
+
+    With a handful of seeds the normal factor 1.96 is far too small (for 3 seeds t is 4.30); the
+    interval assumes the per-seed values are independent draws from a normal distribution. For a paired
+    comparison (two methods on the same seeds) pass the per-seed differences.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"values must be a 1-D sequence of at least 2 numbers (one per seed), got {values!r}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"values must be finite numbers, got {x.tolist()}")
+    mean = float(x.mean())
+    half = t_quantile(confidence, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return Interval(mean, mean - half, mean + half, len(x), float(confidence))
+
+
+def relative_noise(run: MatryoshkaRun, block: str | None = None, stage: int = 1) -> np.ndarray:
+    """Per epoch, the scale-free gradient noise of a block: its variance across steps / (mean ``|g|``)^2.
+
+    The gradient variance of :meth:`MatryoshkaRun.series` grows with the square of the gradient's size:
+    a method whose gradients are twice as large has four times the variance at the same relative noise.
+    Dividing by the squared mean size removes the scale (multiplying every gradient by ``c`` leaves the
+    ratio unchanged), so two methods can be compared for noise. Default block: all rows ``[0:full]``.
+    """
+    if not isinstance(run, MatryoshkaRun):
+        raise ValueError(f"run must be a MatryoshkaRun, got {type(run).__name__}")
+    block = f"[0:{run.encoder.full}]" if block is None else block
+    return run.series(block, "var", stage) / run.series(block, "mean_abs", stage) ** 2
+
+
+RunsBySeed = Mapping[int, Mapping[str, MatryoshkaRun]]
+
+
+def train_over_seeds(seeds: Sequence[int], *, optimizer: str = "sgd", epochs: int = 20, head_epochs: int = 20,
+                     lr: float | None = None, control: bool = False, n_train: int = 2048, n_test: int = 2048,
+                     loss_fn: NestedLoss | None = None, stage_fn: StageFn | None = None,
+                     first: Mapping[str, MatryoshkaRun] | None = None, device: str | torch.device = "auto",
+                     progress: bool | str = "auto") -> dict[int, dict[str, MatryoshkaRun]]:
+    """MRL and SMRL (and with ``control=True`` the parameter-matched control) for every seed in ``seeds``.
+
+    Seed ``s`` draws its own task (:func:`make_retrieval_task` with ``seed=s``), initialisation and batch
+    order. ``first`` gives runs already trained for ``seeds[0]`` with the same settings (the notebook's
+    own), which are reused instead of trained again; their seed, epochs, optimizer and LR are checked.
+    SGD runs record the block statistics (the figure's measures); Adam runs only their recall. All the runs
+    share one progress bar. Returns ``{seed: {"MRL": run, "SMRL": run[, "control": run]}}``.
+    """
+    if isinstance(seeds, int | np.integer) or not isinstance(seeds, Sequence) or len(seeds) < 1:
+        raise ValueError(f"seeds must be a non-empty sequence of seeds, got {seeds!r}")
+    seeds = [check_int(s, "every seed", low=0) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat, got {seeds}")
+    check_choice(optimizer, "optimizer", tuple(DEFAULT_LR), hint="the optimizers with a default LR for this task")
+    lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", low=0, low_open=True)
+    epochs, head_epochs = check_int(epochs, "epochs", low=1), check_int(head_epochs, "head_epochs", low=1)
+    names = ("MRL", "SMRL", "control") if control else ("MRL", "SMRL")
+    want = {"MRL": epochs, "SMRL": (epochs, head_epochs, head_epochs), "control": epochs + 2 * head_epochs}
+    if first is not None:
+        if not isinstance(first, Mapping) or set(first) != set(names):
+            raise ValueError(f"first must map {list(names)} to the runs of seed {seeds[0]}, got "
+                             f"{list(first) if isinstance(first, Mapping) else first!r}")
+        for name, run in first.items():
+            cfg = run.config if isinstance(run, MatryoshkaRun) else {}
+            got = (cfg.get("seed"), cfg.get("epochs"), cfg.get("optimizer"), cfg.get("lr"))
+            if got != (seeds[0], want[name], optimizer, lr):
+                raise ValueError(f"first[{name!r}] was trained with seed, epochs, optimizer, lr = {got}, not "
+                                 f"{(seeds[0], want[name], optimizer, lr)}: it cannot stand for seed {seeds[0]}")
+    track = optimizer == "sgd"
+    n_train = check_int(n_train, "n_train", low=2)
+    to_train = seeds[1:] if first is not None else seeds
+    epochs_per_seed = epochs + sum(want["SMRL"]) + (want["control"] if control else 0)
+    bar = progress_bar(progress, len(to_train) * epochs_per_seed * (n_train // 128), f"{len(to_train)} more seeds")
+    out: dict[int, dict[str, MatryoshkaRun]] = {}
+    try:
+        for i, seed in enumerate(seeds):
+            if i == 0 and first is not None:
+                out[seed] = dict(first)
+                continue
+            task = make_retrieval_task(n_train=n_train, n_test=n_test, seed=seed)
+            common = dict(lr=lr, optimizer=optimizer, seed=seed, device=device, track=track,
+                          progress=bar if bar is not None else False)
+            runs = {"MRL": train_mrl(task, epochs=epochs, loss_fn=loss_fn, **common),
+                    "SMRL": train_smrl(task, epochs=want["SMRL"], stage_fn=stage_fn, **common)}
+            if control:
+                runs["control"] = train_mrl(task, epochs=want["control"], heads=True,
+                                            **{**common, "track": False})
+            out[seed] = runs
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _per_seed(runs: RunsBySeed, name: str, fn: Callable[[MatryoshkaRun], float]) -> np.ndarray:
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError("runs must be a non-empty dict seed -> {name: MatryoshkaRun} (see train_over_seeds)")
+    missing = [s for s, r in runs.items() if name not in r]
+    if missing:
+        raise ValueError(f"no {name!r} run for seeds {missing}")
+    return np.asarray([fn(r[name]) for r in runs.values()], dtype=float)
+
+
+def gradient_measures(runs: RunsBySeed) -> dict[str, np.ndarray]:
+    """Per seed, the figure's measures of SGD-trained MRL and SMRL (stage 1), at epoch 1 and over epochs.
+
+    Keys: ``"<method> ratio, epoch 1"`` / ``"<method> ratio, mean"`` (mean ``|g|`` of ``[0:96]`` over
+    ``[96:192]``), ``"variance MRL/SMRL, ..."`` (gradient variance over all rows), ``"scale-free MRL/SMRL,
+    ..."`` and ``"scale-free <method>, ..."`` (:func:`relative_noise`). "mean" is the mean over epochs of
+    the per-epoch value.
+    """
+    out: dict[str, np.ndarray] = {}
+    for method in ("MRL", "SMRL"):
+        out[f"{method} ratio, epoch 1"] = _per_seed(runs, method, lambda r: r.block_ratio()[0])
+        out[f"{method} ratio, mean"] = _per_seed(runs, method, lambda r: float(np.mean(r.block_ratio())))
+
+    def var(r: MatryoshkaRun) -> np.ndarray:
+        return r.series(f"[0:{r.encoder.full}]", "var")
+
+    seeds = list(runs)
+    raw = [var(runs[s]["MRL"]) / var(runs[s]["SMRL"]) for s in seeds]
+    free = [relative_noise(runs[s]["MRL"]) / relative_noise(runs[s]["SMRL"]) for s in seeds]
+    out["variance MRL/SMRL, epoch 1"] = np.asarray([x[0] for x in raw])
+    out["variance MRL/SMRL, mean"] = np.asarray([np.mean(x) for x in raw])
+    out["scale-free MRL/SMRL, epoch 1"] = np.asarray([x[0] for x in free])
+    out["scale-free MRL/SMRL, mean"] = np.asarray([np.mean(x) for x in free])
+    for method in ("MRL", "SMRL"):
+        out[f"scale-free {method}, epoch 1"] = _per_seed(runs, method, lambda r: relative_noise(r)[0])
+        out[f"scale-free {method}, mean"] = _per_seed(runs, method, lambda r: float(np.mean(relative_noise(r))))
+    return out
+
+
+def paper_table(runs: RunsBySeed, confidence: float = 0.95) -> str:
+    """The seed figure's numbers (epoch 0, read from the figure) beside ours (SGD, mean [t interval] over seeds).
+
+    Rows: the block ratio of MRL and of SMRL, the variance ratio MRL/SMRL, and the scale-free noise
+    (:func:`relative_noise`) of each method and their ratio. The paper's ratios are computed from
+    :data:`PAPER_EPOCH0`; the figure's variance values are not read (see there).
+    """
+    m = gradient_measures(runs)
+    n = len(runs)
+    paper = {method: PAPER_EPOCH0[method]["[0:96]"] / PAPER_EPOCH0[method]["[96:192]"] for method in PAPER_EPOCH0}
+    rows = [
+        ["MRL: mean|g| [0:96] / [96:192]", f"{paper['MRL']:.2f}", "MRL ratio"],
+        ["SMRL: mean|g| [0:96] / [96:192]", f"{paper['SMRL']:.2f}", "SMRL ratio"],
+        ["variance [0:192], MRL / SMRL", "MRL higher, no value", "variance MRL/SMRL"],
+        ["scale-free noise var/mean|g|^2, MRL", "-", "scale-free MRL"],
+        ["scale-free noise var/mean|g|^2, SMRL", "-", "scale-free SMRL"],
+        ["scale-free noise, MRL / SMRL", "-", "scale-free MRL/SMRL"],
+    ]
+    body = [[label, p, *(t_interval(m[f"{key}, {when}"], confidence).format() for when in ("epoch 1", "mean"))]
+            for label, p, key in rows]
+    pct = f"{confidence:.0%}"
+    headers = ["measure", "paper, epoch 0 (read from the figure)", f"ours, epoch 1 ({pct} t-interval, {n} seeds)",
+               "ours, mean over epochs"]
+    return format_table(headers, body, align="lrrr")
+
+
+def recall_differences(sgd: RunsBySeed, adam: RunsBySeed, dims: Sequence[int] = (96, 48)
+                       ) -> dict[str, dict[int, np.ndarray]]:
+    """Per seed, paired recall@1 differences at each size: SMRL - MRL (Adam and SGD), control - SMRL and
+    control - MRL (Adam). Both dicts must hold the same seeds."""
+    if list(sgd) != list(adam):
+        raise ValueError(f"sgd and adam must hold the same seeds in the same order, got {list(sgd)} and {list(adam)}")
+    pairs = {"SMRL - MRL (Adam)": (adam, "SMRL", "MRL"), "SMRL - MRL (SGD)": (sgd, "SMRL", "MRL"),
+             "control - SMRL (Adam)": (adam, "control", "SMRL"), "control - MRL (Adam)": (adam, "control", "MRL")}
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for label, (runs, a, b) in pairs.items():
+        out[label] = {d: np.asarray([r[a].recall[d] - r[b].recall[d] for r in runs.values()]) for d in dims}
+    return out
+
+
+def recall_difference_table(sgd: RunsBySeed, adam: RunsBySeed, dims: Sequence[int] = (96, 48),
+                            confidence: float = 0.95) -> str:
+    """Paired recall@1 differences (:func:`recall_differences`) as mean [t interval] over seeds, with the
+    number of seeds in which the difference is positive."""
+    diffs = recall_differences(sgd, adam, dims)
+    n = len(sgd)
+    rows = [[label, *(f"{t_interval(v[d], confidence).format('+.3f')}  {int((v[d] > 0).sum())}/{n}" for d in dims)]
+            for label, v in diffs.items()]
+    headers = ["recall@1 difference", *(f"d={d}: mean [{confidence:.0%} t-interval]  seeds > 0" for d in dims)]
+    return format_table(headers, rows, align="l" + "r" * len(dims))
