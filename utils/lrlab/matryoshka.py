@@ -64,12 +64,12 @@ collected by :func:`make_block_tracker`.
 
 Over seeds
 ----------
-:func:`train_over_seeds` trains the contenders for several seeds; :func:`t_interval` gives a mean with its Student t
-interval (few seeds: the normal 1.96 is too small); :func:`relative_noise` divides the variance by the squared mean
-size, so that two methods with gradients of different size can be compared for noise; :func:`paper_table` sets the
-seed figure's numbers (:data:`PAPER_EPOCH0`) beside ours.
+:func:`train_over_seeds` trains the contenders for several seeds; :func:`lrlab.stats.mean_interval` gives a
+mean with its Student t interval (few seeds: the normal 1.96 is too small); :func:`relative_noise` divides the
+variance by the squared mean size, so that two methods with gradients of different size can be compared for noise;
+:func:`paper_table` sets the seed figure's numbers (:data:`PAPER_EPOCH0`) beside ours.
 
-imports: args, tables, device, gradients, training (its runs train on fit).
+imports: args, tables, device, gradients, stats, training (its runs train on fit).
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ from torch import nn
 from lrlab.args import check_choice, check_int, check_real
 from lrlab.device import pick_device, seed_everything
 from lrlab.gradients import GradientTracker
+from lrlab.stats import mean_interval
 from lrlab.tables import format_table
 from lrlab.training import Callback, Trace, fit, progress_bar
 from lrlab.training import make_optimizer as _make_torch_optimizer
@@ -100,8 +101,8 @@ N_FEATURES = 384
 
 __all__ = [
     "DEFAULT_LR", "DIMS", "N_FEATURES", "MatryoshkaEncoder", "MatryoshkaRun", "PairLoader", "RetrievalTask",
-    "UpdateTracker", "Interval", "PAPER_EPOCH0", "gradient_measures", "paper_table", "recall_difference_table",
-    "recall_differences", "relative_noise", "t_interval", "t_quantile", "train_over_seeds",
+    "UpdateTracker", "PAPER_EPOCH0", "gradient_measures", "paper_table", "recall_difference_table",
+    "recall_differences", "relative_noise", "train_over_seeds",
     "batches", "check_dims", "count_parameters", "evaluate_recall", "freeze", "info_nce", "loglog_slope",
     "make_block_tracker", "make_optimizer", "make_retrieval_task", "matryoshka_loss", "plot_block_ratio",
     "plot_gradient_figure", "plot_recall", "prefix_gradient_scaling", "projection_blocks", "recall_at_k",
@@ -1067,80 +1068,6 @@ PAPER_EPOCH0: dict[str, dict[str, float]] = {"MRL": {"[0:96]": 2.717, "[96:192]"
 No value of the figure's variance series is kept: which series is which cannot be read reliably."""
 
 
-def _t_two_sided(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(df))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if df % 2 == 0:
-        term = total = 1.0
-        for j in range(df // 2 - 1):
-            term *= c2 * (2 * j + 1) / (2 * j + 2)
-            total += term
-        return s * total
-    if df == 1:
-        return 2 * theta / math.pi
-    term = total = math.cos(theta)
-    for j in range(1, (df - 1) // 2):
-        term *= c2 * (2 * j) / (2 * j + 1)
-        total += term
-    return 2 / math.pi * (theta + s * total)
-
-
-def t_quantile(confidence: float, df: int) -> float:
-    """The ``t`` with ``P(|T| < t) = confidence`` for Student's t with ``df`` degrees of freedom.
-
-    ``t_quantile(0.95, n - 1)`` is the factor of a two-sided 95 % interval of a mean of ``n`` values
-    (12.71 for 2 values, 4.30 for 3, 2.78 for 5). Exact for integer ``df``, found by bisection.
-    """
-    confidence = check_real(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
-    df = check_int(df, "df", low=1)
-    lo, hi = 0.0, 1.0
-    while _t_two_sided(hi, df) < confidence:
-        hi *= 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_two_sided(mid, df) < confidence:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A mean over ``n`` seeds with its two-sided Student t interval ``[low, high]``."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    confidence: float = 0.95
-
-    def format(self, spec: str = ".2f") -> str:
-        """``"7.37 [7.20, 7.54]"`` with ``spec`` for each of the three numbers."""
-        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
-
-    def __str__(self) -> str:
-        return self.format()
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Mean of ``values`` (one per seed) and its Student t interval: ``mean +- t * sd / sqrt(n)``.
-
-    With a handful of seeds the normal factor 1.96 is far too small (for 3 seeds t is 4.30); the
-    interval assumes the per-seed values are independent draws from a normal distribution. For a paired
-    comparison (two methods on the same seeds) pass the per-seed differences.
-    """
-    x = np.asarray(values, dtype=float)
-    if x.ndim != 1 or len(x) < 2:
-        raise ValueError(f"values must be a 1-D sequence of at least 2 numbers (one per seed), got {values!r}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"values must be finite numbers, got {x.tolist()}")
-    mean = float(x.mean())
-    half = t_quantile(confidence, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
-    return Interval(mean, mean - half, mean + half, len(x), float(confidence))
-
-
 def relative_noise(run: MatryoshkaRun, block: str | None = None, stage: int = 1) -> np.ndarray:
     """Per epoch, the scale-free gradient noise of a block: its variance across steps / (mean ``|g|``)^2.
 
@@ -1273,7 +1200,7 @@ def paper_table(runs: RunsBySeed, confidence: float = 0.95) -> str:
         ["scale-free noise var/mean|g|^2, SMRL", "-", "scale-free SMRL"],
         ["scale-free noise, MRL / SMRL", "-", "scale-free MRL/SMRL"],
     ]
-    body = [[label, p, *(t_interval(m[f"{key}, {when}"], confidence).format() for when in ("epoch 1", "mean"))]
+    body = [[label, p, *(mean_interval(m[f"{key}, {when}"], confidence).format() for when in ("epoch 1", "mean"))]
             for label, p, key in rows]
     pct = f"{confidence:.0%}"
     headers = ["measure", "paper, epoch 0 (read from the figure)", f"ours, epoch 1 ({pct} t-interval, {n} seeds)",
@@ -1301,7 +1228,7 @@ def recall_difference_table(sgd: RunsBySeed, adam: RunsBySeed, dims: Sequence[in
     number of seeds in which the difference is positive."""
     diffs = recall_differences(sgd, adam, dims)
     n = len(sgd)
-    rows = [[label, *(f"{t_interval(v[d], confidence).format('+.3f')}  {int((v[d] > 0).sum())}/{n}" for d in dims)]
+    rows = [[label, *(f"{mean_interval(v[d], confidence).format('+.3f')}  {int((v[d] > 0).sum())}/{n}" for d in dims)]
             for label, v in diffs.items()]
     headers = ["recall@1 difference", *(f"d={d}: mean [{confidence:.0%} t-interval]  seeds > 0" for d in dims)]
     return format_table(headers, rows, align="l" + "r" * len(dims))

@@ -134,6 +134,10 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    def format(self, spec: str = ".2f") -> str:
+        """``"7.37 [7.20, 7.54]"``: the mean and the interval, each formatted with ``spec``."""
+        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
     def __str__(self) -> str:
         return (
             f"{self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}] "
@@ -144,7 +148,10 @@ class Interval:
 def _finite_values(values: Iterable[Any], name: str) -> list[float]:
     out = []
     for v in values:
-        x = float(v)
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be numbers (one per seed), got {v!r}") from None
         if not math.isfinite(x):
             raise ValueError(f"{name} must be finite numbers (a diverged run has no loss to average), got {x}")
         out.append(x)
