@@ -686,7 +686,8 @@ def test_the_visible_tests_already_catch_a_shortcut():
         assert_shortcut_caught(report, grade_id, name)
 
 
-# Honest answers that warn (a UserWarning, a DeprecationWarning, numpy's RuntimeWarnings): full marks, no stderr.
+# Honest answers that warn (a UserWarning, a DeprecationWarning, numpy's RuntimeWarnings) or print to stderr: full
+# marks, and no test cell writes to stderr.
 WARNS = {
     "linear_warmup": '''
 import warnings
@@ -722,9 +723,11 @@ def wsd(t, lr, total, warmup, decay, floor=0.0, shape="linear"):
     return float(floor + (lr - floor) * shapes[shape])
 ''',
     "conversions": '''
+import sys
 import warnings
 
 def steps_to_samples(steps, batch_size):
+    print(f"{steps} steps of {batch_size}", file=sys.stderr)   # a note on stderr, in a kernel too
     return steps * batch_size
 
 def samples_to_steps(samples, batch_size):
