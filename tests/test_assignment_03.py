@@ -675,6 +675,8 @@ def test_a_shortcut_into_lrlab_scores_zero_and_says_write_it_yourself(shortcut):
     grade_id, name, src = SHORTCUTS[shortcut]
     report = _run({grade_id: src}, stop_after=f"{grade_id}_tests")
     assert_shortcut_caught(report, grade_id, name)
+    error = report.tests[f"{grade_id}_tests"].error
+    assert re.search(r"(calls|holds the points of) lrlab\.schedules\.[A-Za-z_0-9]+\n", error), error  # names it plainly
 
 
 def test_the_visible_tests_already_catch_a_shortcut():
