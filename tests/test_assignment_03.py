@@ -688,6 +688,20 @@ def test_the_visible_tests_already_catch_a_shortcut():
         assert_shortcut_caught(report, grade_id, name)
 
 
+def test_an_answer_cell_that_rebinds_checks_or_the_reference_gains_nothing():
+    fake = '''
+class _Anything:
+    def __getattr__(self, name):
+        return lambda *a, **k: (lambda *a, **k: 0.0)
+
+checks = S = np = torch = math = _Anything()
+'''
+    for grade_id, src in [("linear_warmup", "def linear_warmup(t, peak, warmup):\n    return 0.0"),
+                          ("mc_batch_change", 'ANSWER_BATCH_CHANGE = "A"')]:
+        report = _run({grade_id: fake + src}, stop_after=f"{grade_id}_tests")
+        assert_caught(report, grade_id, "rebinding the names the tests use")
+
+
 # Honest answers that warn (a UserWarning, a DeprecationWarning, numpy's RuntimeWarnings) or print to stderr: full
 # marks, and no test cell writes to stderr.
 WARNS = {
