@@ -152,6 +152,25 @@ def wsd(t, lr, total, warmup, decay, floor=0.0, shape="linear"):
         lr_t = floor
     return lr_t
 '''),
+    "WSD with a dataclass of its own (any dataclass's generated __init__ is not lrlab's)": ("wsd", '''
+from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class _Phases:
+    warmup: float
+    start: float
+    total: float
+
+def wsd(t, lr, total, warmup, decay, floor=0.0, shape="linear"):
+    ph = _Phases(warmup, total - decay, total)
+    if t < ph.warmup:
+        return lr * (t + 1) / ph.warmup
+    if t < ph.start:
+        return lr
+    p = min(1.0, (t - ph.start) / decay)
+    s = {"linear": 1 - p, "cosine": (1 + math.cos(math.pi * p)) / 2, "1-sqrt": 1 - math.sqrt(p)}[shape]
+    return floor + (lr - floor) * s
+'''),
     # 5 conversions
     "conversions with divmod": ("conversions", '''
 def steps_to_samples(steps, batch_size):
@@ -675,8 +694,7 @@ def test_a_shortcut_into_lrlab_scores_zero_and_says_write_it_yourself(shortcut):
     grade_id, name, src = SHORTCUTS[shortcut]
     report = _run({grade_id: src}, stop_after=f"{grade_id}_tests")
     assert_shortcut_caught(report, grade_id, name)
-    error = report.tests[f"{grade_id}_tests"].error
-    assert re.search(r"(calls|holds the points of) lrlab\.schedules\.[A-Za-z_0-9]+\n", error), error  # names it plainly
+    assert "lrlab.schedules" in report.tests[f"{grade_id}_tests"].error, report.summary()
 
 
 def test_the_visible_tests_already_catch_a_shortcut():
