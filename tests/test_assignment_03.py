@@ -813,6 +813,39 @@ def test_honest_answers_that_warn_keep_full_marks():
         assert "Warning" in printed, (grade_id, printed)
 
 
+@pytest.mark.slow
+def test_in_a_real_kernel_warnings_cost_nothing_and_a_shortcut_still_scores_zero():
+    """The in-process harness imitates a kernel; this runs one: IPython shows warnings its own way, and code on that
+    path must not read as a call into lrlab (naming dataclasses in FORBID once made it do so)."""
+    import copy
+    import logging
+
+    from nbclient import NotebookClient
+    from nbgrader.utils import determine_grade
+
+    from nbharness import ROOT, source_notebook
+
+    replace = dict(WARNS, cosine_with_floor=SHORTCUTS["cosine through importlib"][2])
+    nb = copy.deepcopy(source_notebook(A))
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        cell.source = replace.get(grade_id, cell.source)
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source += "\nN_EPOCHS = 1"
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(ROOT / "source" / A)}}).execute()
+    scores, errors = {}, {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code":
+            scores[meta["grade_id"]] = determine_grade(cell, logging.getLogger(__name__))[0]
+            errors[meta["grade_id"]] = [o for o in cell.outputs
+                                        if o.output_type == "error" or o.get("name") == "stderr"]
+    assert scores.pop("cosine_with_floor_tests") == 0, errors["cosine_with_floor_tests"]
+    assert "ShortcutUsed" in str(errors.pop("cosine_with_floor_tests"))
+    assert sum(scores.values()) == POINTS - 3 and not any(errors.values()), (scores, errors)
+
+
 def test_seed_chart_with_a_drop_half_a_million_samples_late_still_passes():
     late = '''
 SEED000_POINTS = [(0, 0.0), (2_000_000, 5e-5), (45_000_000, 5e-5), (50_500_000, 4.45e-5), (50_500_000, 2.7e-5),
