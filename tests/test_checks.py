@@ -382,3 +382,26 @@ def test_own_work_never_counts_the_checks_themselves_even_when_all_of_lrlab_is_f
     checks.own_work(uses_checks, "split_data", ["lrlab"])(X10, Y10, 7, 0)
     with pytest.raises(checks.ShortcutUsed, match="lrlab.data.train_test_split"):
         checks.own_work(ROUTES["from-import"](), "split_data", ["lrlab"])(X10, Y10, 7, 0)
+
+
+def test_own_work_tells_dataclasses_apart_and_names_the_forbidden_one():
+    import dataclasses
+
+    import lrlab.schedules
+
+    @dataclasses.dataclass
+    class Point:   # the learner's own dataclass: its generated __init__ looks like every other dataclass's
+        x: float
+        lr: float
+
+    def own(t):
+        return Point(t, 0.1 * t).lr
+
+    def course(t):
+        return lrlab.schedules.Cosine(0.1, total=10)(t)
+
+    for forbid in (["lrlab.schedules.Cosine", "lrlab.schedules.Constant"], ["lrlab.schedules"]):
+        assert checks.own_work(own, "schedule", forbid)(2.0) == pytest.approx(0.2)
+        with pytest.raises(checks.ShortcutUsed, match=r"without lrlab\.schedules\.Cosine") as caught:
+            checks.own_work(course, "schedule", forbid)(2.0)
+        assert "<locals>" not in str(caught.value)

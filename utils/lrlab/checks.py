@@ -499,6 +499,10 @@ class Forbidden:
             is_method = isinstance(obj, type) and fn.__name__ not in ("__init__", "__new__", "__call__", "forward")
             label = f"{name}.{fn.__name__}" if is_method else name
             self.codes[code] = label
+            if code.co_filename.startswith("<"):
+                # generated code (a dataclass's __init__, __repr__, __eq__ ...): every dataclass's has the same
+                # file, line and name, and often the same shape, so only this very code object identifies it
+                continue
             self.places[(code.co_filename, code.co_firstlineno, code.co_qualname)] = label
             shape = _shape(code)
             if shape is not None:
@@ -534,7 +538,11 @@ class Forbidden:
         if module is None and self.files and os.path.abspath(code.co_filename) in self.files:
             module = os.path.splitext(os.path.basename(code.co_filename))[0]
         if module is not None:
-            return f"{module}.{code.co_qualname}"
+            qualname = code.co_qualname
+            owner = frame.f_locals.get("self") if "<locals>" in qualname else None
+            if owner is not None:  # generated code, e.g. "__create_fn__.<locals>.__init__": name the class instead
+                qualname = f"{type(owner).__qualname__}.{code.co_name}"
+            return f"{module}.{qualname}"
         return None
 
 
