@@ -340,3 +340,145 @@ def test_honest_code_that_warns_keeps_full_marks(grade_id):
     report = run_assignment(A, replace={grade_id: WARNS[grade_id]}, params=SMALL, stop_after=f"{grade_id}_tests")
     assert f"{grade_id}_tests" not in report.failed(), report.summary()
     assert_no_stderr(report)
+
+
+# ------------------------------------------------------------------ two more idioms for every exercise, all at once
+MORE_CORRECT = [
+    {
+        "block_stats": '''
+def block_stats(g, blocks):
+    out = {}
+    for name, rows in blocks.items():
+        part = g[rows].double()
+        out[name] = {"mean_abs": part.abs().mean().item(), "norm": part.pow(2).sum().sqrt().item()}
+    return out
+''',
+        "variance_over_batches": '''
+def variance_over_batches(grads):
+    import numpy as np
+    arr = grads.detach().numpy().astype(np.float64)
+    return float(np.var(arr, axis=0, ddof=1).mean())
+''',
+        "per_sample_gradients": '''
+def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits):
+    out = {name: [] for name, _ in model.named_parameters()}
+    params = [p for _, p in model.named_parameters()]
+    for i in range(X.shape[0]):
+        grads = torch.autograd.grad(loss_fn(model(X[i:i + 1]), y[i:i + 1]), params)
+        for (name, _), g in zip(model.named_parameters(), grads):
+            out[name].append(g)
+    return {name: torch.stack(gs) for name, gs in out.items()}
+''',
+        "noise_scale_simple": '''
+def noise_scale_simple(per_sample):
+    B = per_sample.shape[0]
+    mean = per_sample.mean(0)
+    trace = ((per_sample - mean) ** 2).sum().item() / (B - 1)
+    g2 = float(torch.dot(mean, mean)) - trace / B
+    return trace, g2, trace / g2 if g2 > 0 else float("inf")
+''',
+        "mc_noise": 'ANSWER_NOISE_SCALE = "B."\nANSWER_NORMS = "c"\nANSWER_BIAS = " b "',
+    },
+    {
+        "block_stats": '''
+def block_stats(g, blocks):
+    import numpy as np
+    arr = g.detach().numpy()
+    return {name: {"mean_abs": float(np.abs(arr[rows]).mean()), "norm": float(np.linalg.norm(arr[rows]))}
+            for name, rows in blocks.items()}
+''',
+        "variance_over_batches": '''
+def variance_over_batches(grads):
+    n = grads.shape[0]
+    flat = grads.reshape(n, -1)
+    total = 0.0
+    for j in range(flat.shape[1]):
+        col = flat[:, j]
+        m = col.mean()
+        total += float(((col - m) ** 2).sum() / (n - 1))
+    return total / flat.shape[1]
+''',
+        "per_sample_gradients": '''
+def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits):
+    from torch.func import functional_call, grad, vmap
+    params = dict(model.named_parameters())
+    detached = {k: v.detach() for k, v in params.items()}
+
+    def one(p, x, t):
+        return loss_fn(functional_call(model, p, (x[None],)), t[None])
+
+    return vmap(grad(one), in_dims=(None, 0, 0))(detached, X, y)
+''',
+        "noise_scale_simple": '''
+def noise_scale_simple(per_sample):
+    import numpy as np
+    M = per_sample.detach().numpy().astype(np.float32)
+    B = M.shape[0]
+    trace = float(M.var(axis=0, ddof=1).sum())
+    g2 = float((M.mean(axis=0) ** 2).sum()) - trace / B
+    return trace, g2, (trace / g2 if g2 > 0 else math.inf)
+''',
+        "mc_noise": "ANSWER_NOISE_SCALE = 'b'\nANSWER_NORMS = 'C.'\nANSWER_BIAS = 'B'",
+    },
+]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_two_more_idioms_for_every_exercise_get_full_marks(which):
+    report = run_assignment(A, replace=MORE_CORRECT[which], params=SMALL)
+    assert_full_marks(report)
+
+
+def test_a_block_stats_shortcut_scores_zero():
+    src = '''
+from lrlab.gradients import GradientTracker as _T
+
+def block_stats(g, blocks):
+    _T(torch.nn.Linear(1, 1))   # any call into lrlab.gradients counts
+    return {name: {"mean_abs": float(g[rows].abs().mean()), "norm": float(g[rows].norm())}
+            for name, rows in blocks.items()}
+'''
+    report = run_assignment(A, replace={"block_stats": src}, params=SMALL, stop_after="block_stats_tests")
+    assert_shortcut_caught(report, "block_stats", "block_stats")
+
+
+MORE_WARNS = {
+    "block_stats": '''
+import warnings
+
+def block_stats(g, blocks):
+    warnings.warn("blocks are slices of rows", UserWarning)
+    return {name: {"mean_abs": float(g[rows].abs().mean()), "norm": float(g[rows].norm())}
+            for name, rows in blocks.items()}
+''',
+    "per_sample_gradients": '''
+import sys
+
+def per_sample_gradients(model, X, y, loss_fn=F.binary_cross_entropy_with_logits):
+    print(f"{len(X)} samples, one gradient each", file=sys.stderr)
+    out = {name: [] for name, _ in model.named_parameters()}
+    for i in range(len(X)):
+        grads = torch.autograd.grad(loss_fn(model(X[i:i + 1]), y[i:i + 1]), list(model.parameters()))
+        for (name, _), g in zip(model.named_parameters(), grads):
+            out[name].append(g)
+    return {name: torch.stack(v) for name, v in out.items()}
+''',
+    "noise_scale_simple": '''
+import numpy as np
+
+def noise_scale_simple(per_sample):
+    B = per_sample.shape[0]
+    trace = per_sample.double().var(dim=0, correction=1).sum().item()
+    g2 = per_sample.double().mean(dim=0).pow(2).sum().item() - trace / B
+    with np.errstate(divide="warn"):
+        ratio = np.float64(trace) / np.float64(g2) if g2 > 0 else np.float64(trace) / np.float64(0.0)
+    return trace, g2, float(ratio)
+''',
+}
+
+
+@pytest.mark.parametrize("grade_id", sorted(MORE_WARNS))
+def test_more_honest_warnings_keep_full_marks(grade_id):
+    report = run_assignment(A, replace={grade_id: MORE_WARNS[grade_id]}, params=SMALL, stop_after=f"{grade_id}_tests")
+    assert f"{grade_id}_tests" not in report.failed(), report.summary()
+    assert_no_stderr(report)
