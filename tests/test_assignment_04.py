@@ -861,3 +861,83 @@ def smooth_losses(losses, beta=0.9):
     report = run_assignment(A, replace=noisy, params=SMALL, stop_after="smooth_losses_tests")
     assert_full_marks(report)
     assert_no_stderr(report)
+
+
+def test_warnings_in_the_other_exercises_keep_full_marks():
+    noisy = {
+        "classify_run": '''
+import warnings
+
+def classify_run(train_losses, initial_loss, diverge_factor=3.0, bounce=0.25, slow_progress=0.3):
+    losses = [float(x) for x in train_losses]
+    if any(not math.isfinite(x) or x > diverge_factor * initial_loss for x in losses):
+        warnings.warn("this run diverged", RuntimeWarning)
+        return "diverged"
+    if oscillation(losses) > bounce:
+        return "bouncing"
+    return "slow" if 1 - min(losses) / initial_loss < slow_progress else "converging"
+''',
+        "stop_index": '''
+import warnings
+
+def stop_index(losses, beta=0.9, stop_factor=4.0, burn_in=10):
+    smoothed, best = smooth_losses(losses, beta), math.inf
+    for i, (loss, s) in enumerate(zip(losses, smoothed)):
+        if not math.isfinite(loss):
+            warnings.warn(f"non-finite loss at step {i}", UserWarning)
+            return i
+        if i >= burn_in:
+            best = min(best, s)
+            if s > stop_factor * best:
+                return i
+    return None
+''',
+        "plateau_start": '''
+import numpy as np
+
+def plateau_start(values, patience=3, rel_tol=0.01):
+    v = np.asarray(values, dtype=float)
+    np.log(np.zeros(1))   # a RuntimeWarning from numpy, as honest code sometimes triggers
+    best, best_i, waited = v[0], 0, 0
+    for i in range(1, len(v)):
+        if v[i] < best * (1 - rel_tol):
+            best, best_i, waited = v[i], i, 0
+        else:
+            waited += 1
+            if waited == patience:
+                return best_i
+    return None
+''',
+        "step_lrs": '''
+import warnings
+
+def step_lrs(schedule, batch_size, budget_samples):
+    n = math.ceil(budget_samples / batch_size)
+    if budget_samples % batch_size:
+        warnings.warn("the last batch is cut short", UserWarning)
+    return [schedule(k * batch_size) for k in range(n)]
+''',
+        "best_per_strategy": '''
+import warnings
+
+def best_per_strategy(rows, metric="final_val_loss"):
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["strategy"], row["lr"]), []).append(float(row[metric]))
+    best = {}
+    for (strategy, lr), values in groups.items():
+        if len(values) < 2:
+            raise ValueError("one seed")
+        mean = float(np.mean(values))
+        if not math.isfinite(mean):
+            warnings.warn(f"{strategy} at lr {lr} diverged in some seed", RuntimeWarning)
+            continue
+        if strategy not in best or mean < best[strategy]["mean"]:
+            best[strategy] = {"lr": lr, "mean": mean, "std": float(np.std(values, ddof=1)), "n": len(values)}
+    return best
+''',
+        "mc_too_high": 'import warnings\nwarnings.warn("second thoughts", UserWarning)\nANSWER_TOO_HIGH = "C"',
+    }
+    report = run_assignment(A, replace=noisy, params=SMALL)
+    assert_full_marks(report, POINTS)
+    assert_no_stderr(report)
