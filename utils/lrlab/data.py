@@ -47,7 +47,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from lrlab.args import check_bool, check_int, check_real
 
 __all__ = [
+    "DATASETS",
     "BatchedTensorDataset",
+    "DatasetUnavailable",
     "SealedTestSet",
     "Standardizer",
     "Task",
@@ -55,9 +57,14 @@ __all__ = [
     "bayes_loss",
     "check_features",
     "check_labels",
+    "data_home",
     "keep_batch",
+    "load_dataset",
+    "load_digits_task",
+    "load_fashion_mnist_task",
     "load_task",
     "make_classification",
+    "read_idx",
     "make_loaders",
     "train_test_split",
 ]
@@ -510,7 +517,8 @@ class Task:
             f"Task(seed={self.seed}, train={tuple(self.X_train.shape)}{val}, "
             f"test={(n_test, self.n_features)}{' sealed' if self.sealed else ''}, "
             f"batch_size={self.train.batch_size}, "
-            f"bayes_accuracy={self.info.get('bayes_accuracy', float('nan')):.3f})"
+            + (f"bayes_accuracy={self.info['bayes_accuracy']:.3f})" if "bayes_accuracy" in self.info
+               else f"{self.info.get('name', 'data')}, {self.info.get('n_classes', 2)} classes)")
         )
 
 
@@ -571,3 +579,198 @@ def load_task(
         "bayes_loss": bayes_loss(class_sep, label_noise),
     }
     return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info, X_va, y_va, val, sealed)
+
+
+# --------------------------------------------------------------------------------------------- real data
+DATASETS = ("synthetic", "digits", "fashion_mnist")
+
+
+class DatasetUnavailable(RuntimeError):
+    """A data set cannot be loaded here (not downloaded and the machine is offline, or a package is missing)."""
+
+
+def _image_task(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    n_val: int,
+    n_test: int,
+    *,
+    seed: int,
+    batch_size: int,
+    sealed: bool,
+    info: dict,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+) -> Task:
+    """A classification Task with the discipline of :func:`load_task`: split first (test and validation rows
+    from ``order``, unless a separate test set is given), scaler fitted on the training rows only, seeded
+    loaders. Features are float32, labels int64 class indices."""
+    if X_test is None:
+        test_idx, val_idx, train_idx = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+        X_te, y_te = X[test_idx], y[test_idx]
+    else:
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        X_te, y_te = X_test, y_test
+    X_tr, y_tr, X_va, y_va = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
+    scaler = Standardizer().fit(X_tr)
+    X_tr, X_va, X_te = (scaler.transform(a).float() for a in (X_tr, X_va, X_te))
+    y_tr, y_va, y_te = y_tr.long(), y_va.long(), y_te.long()
+    g = torch.Generator().manual_seed(seed)
+    train = DataLoader(BatchedTensorDataset(X_tr, y_tr), batch_size=batch_size, shuffle=True, generator=g,
+                       collate_fn=keep_batch)
+    val = DataLoader(BatchedTensorDataset(X_va, y_va), batch_size=256, shuffle=False, collate_fn=keep_batch)
+    test = DataLoader(BatchedTensorDataset(X_te, y_te), batch_size=256, shuffle=False, collate_fn=keep_batch)
+    info = {**info, "n_classes": int(max(int(y.max()), int(y_te.max())) + 1)}
+    return Task(X, y, X_tr, X_te, y_tr, y_te, scaler, train, test, seed, info, X_va, y_va, val, sealed)
+
+
+def load_digits_task(
+    seed: int = 0, batch_size: int = BATCH_SIZE, *, n_val: int = 300, n_test: int = 300, sealed: bool = False
+) -> Task:
+    """scikit-learn's bundled handwritten digits as a 10-class task (no download: the data ship with the package).
+
+    1,797 images of 8x8 pixels (values 0-16), flattened to 64 features, labels 0-9 (Alpaydin & Kaynak, UCI).
+    ``n_test`` and ``n_val`` rows are drawn at random with ``seed`` (300 and 300: 1,197 rows train), the
+    scaler sees the training rows only, and the loaders are seeded as in :func:`load_task`. ``sealed`` locks
+    the test split until :meth:`Task.open_test`.
+    """
+    seed = _seed(seed)
+    batch_size = _int(batch_size, "batch_size", 1)
+    sealed = check_bool(sealed, "sealed")
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DatasetUnavailable(
+            "the digits data set comes with scikit-learn, which is not installed here: "
+            "pip install scikit-learn (the course's environment has it)"
+        ) from None
+    digits = load_digits()
+    X = torch.as_tensor(digits.data, dtype=torch.float32)
+    y = torch.as_tensor(digits.target, dtype=torch.long)
+    n_test = _int(n_test, "n_test", 1, len(X) - 2)
+    n_val = _int(n_val, "n_val", 1, len(X) - n_test - 1)
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+    info = {"name": "digits", "n_samples": len(X), "n_features": int(X.shape[1])}
+    return _image_task(X, y, order, n_val, n_test, seed=seed, batch_size=batch_size, sealed=sealed, info=info)
+
+
+def data_home() -> str:
+    """Where downloaded data sets are kept: ``$LRLAB_DATA``, else ``~/.cache/lrlab``."""
+    import os
+
+    return os.environ.get("LRLAB_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "lrlab")
+
+
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_FILES = {  # (images, labels) of the training and the test set, in the IDX format
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: str) -> torch.Tensor:
+    """An array in the IDX format of (Fashion-)MNIST (gzipped or not): a big-endian header, magic
+    ``0x00000803`` for images (3 dimensions) or ``0x00000801`` for labels (1 dimension), the dimension sizes,
+    then unsigned bytes. Returns a uint8 tensor; a file that is not such an array raises ``ValueError``."""
+    import gzip
+    import struct
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path} is not an IDX file: {len(data)} bytes")
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes with 1 or 3 dimensions")
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = data[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise ValueError(f"{path}: the header says {dims} ({math.prod(dims)} bytes), the file holds {len(body)}")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
+
+
+def _fashion_file(folder: str, name: str, download: bool) -> str:
+    """The path of one Fashion-MNIST file in ``folder`` (plain or .gz), downloaded first when missing."""
+    import os
+    import urllib.request
+
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.exists(path):
+            return path
+    if not download:
+        raise FileNotFoundError(f"{name} is missing")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name + ".gz")
+    with urllib.request.urlopen(FASHION_MNIST_URL + name + ".gz", timeout=60) as response:  # noqa: S310
+        payload = response.read()
+    with open(path + ".part", "wb") as f:
+        f.write(payload)
+    os.replace(path + ".part", path)   # a broken download never looks like a file
+    return path
+
+
+def load_fashion_mnist_task(
+    seed: int = 0,
+    batch_size: int = 128,
+    *,
+    root: str | None = None,
+    download: bool = True,
+    n_val: int = 10_000,
+    sealed: bool = False,
+) -> Task:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) as a 10-class task: 60,000 training images of 28x28 pixels,
+    of which ``n_val`` become the validation split, and the official 10,000 test images; flattened to 784
+    features scaled to [0, 1], then standardized with the training rows' statistics.
+
+    The four IDX files are read from ``root/FashionMNIST/raw`` (default root :func:`data_home`), plain or
+    gzipped (the layout torchvision uses), and downloaded there from the data set's site when missing and
+    ``download`` is true. Offline and not downloaded, it raises :class:`DatasetUnavailable`, naming the
+    fallback that needs no download: :func:`load_digits_task`.
+    """
+    import os
+    import urllib.error
+
+    seed = _seed(seed)
+    batch_size = _int(batch_size, "batch_size", 1)
+    download = check_bool(download, "download")
+    sealed = check_bool(sealed, "sealed")
+    root = data_home() if root is None else str(root)
+    folder = os.path.join(root, "FashionMNIST", "raw")
+    fallback = "use the digits task instead (DATASET='digits', lrlab.data.load_digits_task): it needs no download"
+    arrays = {}
+    try:
+        for split, names in FASHION_MNIST_FILES.items():
+            arrays[split] = [read_idx(_fashion_file(folder, name, download)) for name in names]
+    except FileNotFoundError:
+        raise DatasetUnavailable(
+            f"Fashion-MNIST is not in {folder} and download=False. Run once on a machine that is online (the files "
+            f"are cached there), copy that folder here, or {fallback}"
+        ) from None
+    except (urllib.error.URLError, OSError) as err:
+        raise DatasetUnavailable(
+            f"Fashion-MNIST is not in {folder} and the download failed ({err}). Run once on a machine that is "
+            f"online, copy that folder here, or {fallback}"
+        ) from None
+    (X, y), (X_te, y_te) = ((images.reshape(len(images), -1).float() / 255.0, labels.long())
+                            for images, labels in (arrays["train"], arrays["test"]))
+    for (images, labels), split in ((arrays["train"], "train"), (arrays["test"], "test")):
+        if len(images) != len(labels) or images.ndim != 3:
+            raise ValueError(f"the Fashion-MNIST {split} files do not match: {tuple(images.shape)} images, "
+                             f"{tuple(labels.shape)} labels")
+    n_val = _int(n_val, "n_val", 1, len(X) - 1)
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
+    info = {"name": "fashion_mnist", "n_samples": len(X) + len(X_te), "n_features": int(X.shape[1]), "root": root}
+    return _image_task(X, y, order, n_val, 0, seed=seed, batch_size=batch_size, sealed=sealed, info=info,
+                       X_test=X_te, y_test=y_te)
+
+
+def load_dataset(name: str = "synthetic", seed: int = 0, **kwargs: Any) -> Task:
+    """The task a notebook's ``DATASET`` parameter names: ``"synthetic"`` (:func:`load_task`), ``"digits"``
+    (:func:`load_digits_task`) or ``"fashion_mnist"`` (:func:`load_fashion_mnist_task`)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    make = {"synthetic": load_task, "digits": load_digits_task, "fashion_mnist": load_fashion_mnist_task}[name]
+    return make(seed, **kwargs)
