@@ -9,7 +9,8 @@ Two layers, imports pointing one way:
 * the learner library, the modules directly in this package (what notebooks import): helpers
   (``args``, ``tables``), ``device``, ``checks``, the data pipeline (``data``), ``models``, the one
   training loop (``training``), ``schedules``, ``plotting``, ``widgets``, ``metrics``, and the
-  experiments built on them (``leakage``, ``lr_finder``, ``sweep``, ``stats``, ``gradients``, ``matryoshka``).
+  experiments built on them (``leakage``, ``lr_finder``, ``sweep``, ``stats``, ``scaling``, ``gradients``,
+  ``matryoshka``).
   Each module's docstring ends with the lrlab modules it may import; none imports ``lrlab.course``.
 * the course tooling, ``lrlab.course`` (the ``lrlab`` command: release, run, validate, grading),
   which imports the library and is never imported by it.
