@@ -117,6 +117,21 @@ def _check_batch(X: Any, y: Any) -> None:
         raise ValueError("X and y must hold at least one sample, got 0")
 
 
+def _prepare(
+    model: Any, X: Any, y: Any, loss_fn: LossFn | None
+) -> tuple[LossFn, dict[str, nn.Parameter], torch.Tensor, torch.Tensor]:
+    """The checks and set-up every per-sample tool shares: the loss (default :func:`_default_loss`), the
+    trainable parameters, and ``X``, ``y`` on their device."""
+    _check_module(model)
+    _check_batch(X, y)
+    loss_fn = _default_loss if loss_fn is None else loss_fn
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable(output, target) -> loss, got {type(loss_fn).__name__}")
+    params = _trainable(model)
+    device = next(iter(params.values())).device
+    return loss_fn, params, X.to(device), y.to(device)
+
+
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if not params:
@@ -465,16 +480,9 @@ def per_sample_grads(
     On the course MLP it is about 4x faster than ``vmap``, whose batched backward multiplies many tiny
     matrices. ``method="auto"`` picks ``"linear"`` when the model allows it and ``"vmap"`` otherwise.
     """
-    _check_module(model)
-    _check_batch(X, y)
+    loss_fn, params, X, y = _prepare(model, X, y, loss_fn)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", low=1)
-    loss_fn = _default_loss if loss_fn is None else loss_fn
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be callable(output, target) -> loss, got {type(loss_fn).__name__}")
-    params = _trainable(model)
-    device = next(iter(params.values())).device
-    X, y = X.to(device), y.to(device)
     if method == "auto":
         method = "linear" if _all_linear(model, params) else "vmap"
     if method == "vmap":
@@ -591,12 +599,7 @@ def per_sample_grads_loop(
 
     Leaves the model's ``.grad`` fields as they were.
     """
-    _check_module(model)
-    _check_batch(X, y)
-    loss_fn = _default_loss if loss_fn is None else loss_fn
-    params = _trainable(model)
-    device = next(iter(params.values())).device
-    X, y = X.to(device), y.to(device)
+    loss_fn, params, X, y = _prepare(model, X, y, loss_fn)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in params}
     names, tensors = list(params), list(params.values())
     with torch.enable_grad():
@@ -854,19 +857,12 @@ def gradient_noise_scale(
     :func:`gradient_noise`, ``"auto"`` picks norms when the model allows it and falls back otherwise. The
     sums are kept in float64, so the subtraction loses little even when the noise is tiny.
     """
-    _check_module(model)
-    _check_batch(X, y)
+    loss_fn, params, X, y = _prepare(model, X, y, loss_fn)
     chunk_size = check_int(chunk_size, "chunk_size", low=1)
     if method not in ("auto", "norms", "per-sample"):
         raise ValueError(f"method must be 'auto', 'norms' or 'per-sample', got {method!r}")
     if X.shape[0] < 2:
         raise ValueError(f"gradient_noise_scale needs at least 2 samples to estimate a variance, got {X.shape[0]}")
-    loss_fn = _default_loss if loss_fn is None else loss_fn
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be callable(output, target) -> loss, got {type(loss_fn).__name__}")
-    params = _trainable(model)
-    device = next(iter(params.values())).device
-    X, y = X.to(device), y.to(device)
     if method != "per-sample":
         try:
             n, sq_sum, total = 0, 0.0, {}
