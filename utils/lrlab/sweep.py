@@ -575,12 +575,17 @@ def _train_sequential(
         label = type(opt).__name__
     scheduler = as_lambda_lr(opt, schedule, unit="sample")
     trace = fit(model, loaders, opt, epochs, scheduler, device=device, progress=False)
+    trace.config["eval_split"] = split
     if split != "test":
         for record in trace.epochs:
             for kind in ("loss", "acc"):
                 if f"test_{kind}" in record:
                     record[f"{split}_{kind}"] = record.pop(f"test_{kind}")
-        trace.message = trace.message.replace("test accuracy", f"{split} accuracy")
+        # the Trace words its message from its records and eval_split: let it word it again
+        if trace.stopped and trace.stopped_at:
+            trace.mark_stopped(trace.stopped_at)
+        elif not trace.diverged and trace.epochs:
+            trace.mark_finished()
     trace.config.update(
         {
             "optimizer": label,
@@ -588,7 +593,6 @@ def _train_sequential(
             "lr": run.lr,
             "strategy": run.strategy.name,
             "method": "sequential",
-            "eval_split": split,
         }
     )
     return trace
