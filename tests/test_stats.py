@@ -107,3 +107,11 @@ def test_basin_widths_count_the_good_lrs_against_each_seeds_best_run():
     assert stats.basin_widths(rows, tol=0.10)["narrow"][0] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="key 'final_test_loss'"):
         stats.basin_widths(rows, metric="final_test_loss")
+
+
+def test_t_half_width_is_the_interval_of_mean_interval_and_passes_nan_through():
+    values = [0.2, 0.25, 0.31, 0.22]
+    assert stats.t_half_width(np.std(values, ddof=1), 4) == pytest.approx(stats.mean_interval(values).half_width)
+    assert math.isnan(stats.t_half_width(float("nan"), 5))   # a group with a diverged run
+    with pytest.raises(ValueError, match="n"):
+        stats.t_half_width(0.1, 1)

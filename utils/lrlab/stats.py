@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .args import check_real
+from .args import check_int, check_real
 
 __all__ = [
     "Interval",
@@ -32,6 +32,7 @@ __all__ = [
     "mean_interval",
     "paired_interval",
     "t_cdf",
+    "t_half_width",
     "t_quantile",
 ]
 
@@ -158,6 +159,14 @@ def _finite_values(values: Iterable[Any], name: str) -> list[float]:
     return out
 
 
+def t_half_width(std: float, n: int, confidence: float = 0.95) -> float:
+    """Half the width of the t interval of a mean of ``n`` values whose sample standard deviation is ``std``:
+    ``t(1 - (1-c)/2, n-1) * std / sqrt(n)``. A NaN ``std`` (a group with a diverged run) gives NaN."""
+    n = check_int(n, "n", low=2)
+    confidence = check_real(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
+    return t_quantile(1 - (1 - confidence) / 2, n - 1) * float(std) / math.sqrt(n)
+
+
 def mean_interval(values: Iterable[Any], confidence: float = 0.95) -> Interval:
     """The mean of ``values`` with its t interval: mean +- t(1 - (1-c)/2, n-1) * std(ddof=1) / sqrt(n)."""
     confidence = check_real(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
@@ -166,8 +175,7 @@ def mean_interval(values: Iterable[Any], confidence: float = 0.95) -> Interval:
     if n < 2:
         raise ValueError(f"an interval needs at least 2 values (2 seeds), got {n}")
     mean = sum(xs) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
+    half = t_half_width(math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)), n, confidence)
     return Interval(mean, mean - half, mean + half, n, confidence)
 
 
