@@ -345,7 +345,9 @@ def test_training_runs_on_fit_and_a_diverging_loss_follows_its_rule():
     assert not ok.diverged and ok.message.startswith("Finished 1 epochs")
 
 
-def test_smrl_stages_share_one_progress_bar(monkeypatch):
+@pytest.fixture
+def fake_bars(monkeypatch):
+    """tqdm.auto.tqdm replaced by a bar that records its total, its updates and its closing."""
     import tqdm.auto
 
     made, updates = [], []
@@ -361,6 +363,11 @@ def test_smrl_stages_share_one_progress_bar(monkeypatch):
             made.append("closed")
 
     monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    return made, updates
+
+
+def test_smrl_stages_share_one_progress_bar(fake_bars):
+    made, updates = fake_bars
     small = M.make_retrieval_task(n_train=512, n_test=128, seed=7)
     M.train_smrl(small, epochs=(1, 1, 1), seed=7, track=False, progress=True, device="cpu")
     assert made == [12, "closed"] and len(updates) == 12  # 3 stages x 4 steps, one bar
@@ -438,22 +445,8 @@ def test_tables_put_the_papers_numbers_beside_ours(tiny_seeds):
         M.recall_differences(sgd, {4: adam[4], 3: adam[3]})
 
 
-def test_train_over_seeds_shows_one_bar_for_all_its_runs(monkeypatch):
-    import tqdm.auto
-
-    made, updates = [], []
-
-    class FakeBar:
-        def __init__(self, *args, total=None, **kwargs):
-            made.append(total)
-
-        def update(self, k):
-            updates.append(k)
-
-        def close(self):
-            made.append("closed")
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+def test_train_over_seeds_shows_one_bar_for_all_its_runs(fake_bars):
+    made, updates = fake_bars
     M.train_over_seeds([5, 6], optimizer="adam", control=True, epochs=1, head_epochs=1, n_train=256, n_test=64,
                        device="cpu", progress=True)
     # per seed: MRL 1 + SMRL 3 + control 3 epochs of 2 steps; one bar, closed once, at the end
