@@ -18,7 +18,8 @@ CELLS = [
     ("partial_credit", "1.5", 1.5),
     ("partial_credit_silenced", "1.5;", 2),
     ("text_value", '"done"', 2),
-    ("c_level_stderr", '_ = os.write(2, b"from C\\n")', 0),
+    # ipykernel forwards file descriptor 2 from a thread: give it time to land in this cell's output
+    ("c_level_stderr", '_ = os.write(2, b"from C\\n")\ntime.sleep(1.0)', 0),
     ("plain_tqdm_bar", "from tqdm import tqdm\nfor _ in tqdm(range(3)):\n    pass", 0),
     ("tqdm_auto_bar", "from tqdm.auto import tqdm\nfor _ in tqdm(range(3)):\n    pass", 2),
     ("warning_after_lrlab_setup", 'lrlab.setup(0, "cpu")\nwarnings.warn("careful again", UserWarning)', 2),
@@ -26,7 +27,7 @@ CELLS = [
     ("passed_but_wrote_to_stderr", 'sys.stderr.write("stray\\n")\nchecks.passed("thing")', 0),
 ]
 
-SETUP = '''import os, sys, warnings
+SETUP = '''import os, sys, time, warnings
 import numpy as np
 import lrlab
 from lrlab import checks
