@@ -112,3 +112,72 @@ def test_load_dataset_names_what_is_allowed():
     assert load_dataset("synthetic", 0).X_train.shape == (800, 10)
     with pytest.raises(ValueError, match="unknown data set 'mnist'; choose one of synthetic, digits, fashion_mnist"):
         load_dataset("mnist")
+
+
+# ------------------------------------------------------------------------- training on a 10-class task
+def test_classification_loss_is_bce_for_binary_and_cross_entropy_for_classes():
+    from torch import nn
+
+    from lrlab.training import accuracy_from_logits, classification_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(7, 4, generator=g), torch.tensor([0, 3, 1, 2, 2, 0, 1])
+    assert torch.allclose(classification_loss(logits, y), nn.CrossEntropyLoss()(logits, y))
+    assert accuracy_from_logits(logits, y) == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    z, t = torch.randn(7, generator=g), torch.tensor([0.0, 1, 1, 0, 1, 0, 0])
+    assert torch.allclose(classification_loss(z, t), nn.BCEWithLogitsLoss()(z, t))
+    with pytest.raises(ValueError, match="integer class indices"):
+        accuracy_from_logits(logits, y.float())
+
+
+def test_fit_and_evaluate_train_a_ten_class_model_and_name_a_label_dtype_mistake():
+    from lrlab.models import MLP
+    from lrlab.training import evaluate, fit, make_optimizer
+
+    task = load_digits_task(0, n_val=200, n_test=200)
+    model = MLP(64, 32, n_outputs=10, seed=0)
+    trace = fit(model, (task.train, task.val), make_optimizer("sgd", model.parameters(), 0.1), 3, progress=False)
+    assert trace.final["test_acc"] > 0.8 and not trace.diverged
+    loss, acc = evaluate(model, task.val)
+    assert acc == pytest.approx(trace.final["test_acc"]) and loss < 1.0
+    with pytest.raises(ValueError, match="integer class indices"):
+        evaluate(model, [(task.X_val, task.y_val.float())])
+
+
+def test_make_loaders_keeps_class_indices_and_refuses_labels_out_of_range():
+    from lrlab.data import make_loaders
+
+    X, y = torch.randn(20, 3), torch.arange(20) % 5
+    train, _ = make_loaders(X, y, X, y, batch_size=4, n_classes=5)
+    assert next(iter(train))[1].dtype == torch.long
+    with pytest.raises(ValueError, match=r"class indices 0 \.\. 3, found 4"):
+        make_loaders(X, y, X, y, n_classes=4)
+    with pytest.raises(ValueError, match="the labels 0 and 1, found 2"):
+        make_loaders(X, y, X, y)
+
+
+def test_the_vectorized_sweep_equals_the_sequential_one_on_digits():
+    from lrlab.sweep import run_sweep
+
+    task = load_digits_task(0, n_val=200, n_test=200, sealed=True)
+    kw = dict(task=task, epochs=2, evaluate_on="val", progress=False)
+    for opt in ("sgd", "adam"):
+        fast = run_sweep(["cosine"], [0.05], [0, 1], optimizer=opt, method="vectorized", **kw)
+        slow = run_sweep(["cosine"], [0.05], [0, 1], optimizer=opt, method="sequential", **kw)
+        for a, b in zip(fast.rows, slow.rows, strict=True):
+            assert a["final_val_loss"] == pytest.approx(b["final_val_loss"], rel=1e-3, abs=1e-4)
+            assert a["final_val_acc"] == pytest.approx(b["final_val_acc"], abs=1 / 200 + 1e-6)
+    assert fast.rows[0]["final_val_acc"] > 0.5
+
+
+def test_the_noise_scale_of_a_ten_class_model_agrees_between_paths():
+    from lrlab.gradients import gradient_noise_scale
+    from lrlab.models import MLP
+
+    task = load_digits_task(1)
+    model = MLP(64, 16, n_outputs=10, seed=1).double()
+    X, y = task.X_train[:300].double(), task.y_train[:300]
+    fast = gradient_noise_scale(model, X, y, method="norms")
+    ref = gradient_noise_scale(model, X, y, method="per-sample")
+    assert fast.b_simple == pytest.approx(ref.b_simple, rel=1e-9)
+    assert fast.trace == pytest.approx(ref.trace, rel=1e-9)

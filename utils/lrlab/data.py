@@ -127,11 +127,12 @@ def check_features(X: Any, name: str = "X") -> torch.Tensor:
     return X
 
 
-def check_labels(y: Any, n_rows: int | None = None, name: str = "y") -> torch.Tensor:
+def check_labels(y: Any, n_rows: int | None = None, name: str = "y", n_classes: int = 2) -> torch.Tensor:
     """Return ``y`` as a tensor after checking it is a 1-D vector of 0/1 labels (``n_rows`` long if given).
 
     Labels may be float, integer or bool; anything other than 0 and 1 (or NaN) is an error, and so is
-    a column vector [n, 1] (use ``y.squeeze(1)``).
+    a column vector [n, 1] (use ``y.squeeze(1)``). With ``n_classes`` above 2 the labels must be the
+    whole numbers ``0 .. n_classes - 1`` (class indices).
     """
     y = _as_tensor(y, name)
     if y.ndim != 1:
@@ -141,16 +142,18 @@ def check_labels(y: Any, n_rows: int | None = None, name: str = "y") -> torch.Te
         )
     if n_rows is not None and len(y) != n_rows:
         raise ValueError(f"{name} must have one label per row of X: X has {n_rows} rows, {name} has {len(y)}")
+    allowed = "0 and 1" if n_classes == 2 else f"the class indices 0 .. {n_classes - 1}"
     if y.is_complex():
-        raise ValueError(f"{name} must hold 0/1 labels as float, int or bool, got dtype {y.dtype}")
+        raise ValueError(f"{name} must hold {allowed} as float, int or bool, got dtype {y.dtype}")
     values = y.to(torch.float64)
     if bool(torch.isnan(values).any()):
-        raise ValueError(f"{name} contains NaN; labels must be 0 or 1")
-    bad = (values != 0) & (values != 1)
+        raise ValueError(f"{name} contains NaN; labels must be {allowed}")
+    bad = (values != values.round()) | (values < 0) | (values > n_classes - 1)
     if bool(bad.any()):
         first = int(bad.nonzero()[0])
         raise ValueError(
-            f"{name} must contain only the labels 0 and 1, found {values[first].item():g} at row {first}"
+            f"{name} must contain only {'the labels ' if n_classes == 2 else ''}{allowed}, "
+            f"found {values[first].item():g} at row {first}"
         )
     return y
 
@@ -414,6 +417,7 @@ def make_loaders(
     *,
     test_batch_size: int | None = None,
     drop_last: bool = False,
+    n_classes: int = 2,
 ) -> tuple[DataLoader, DataLoader]:
     """Mini-batch loaders: the training loader reshuffles every epoch, the test loader never does.
 
@@ -423,11 +427,14 @@ def make_loaders(
     weights). ``test_batch_size`` defaults to 256 (evaluation needs no gradients, so bigger is cheaper).
     The loaders yield exactly the batches of ``DataLoader(TensorDataset(X, y), batch_size, shuffle=True,
     generator=torch.Generator().manual_seed(seed))``, only faster (see :class:`BatchedTensorDataset`).
+    With ``n_classes`` above 2 the labels are class indices ``0 .. n_classes - 1``, kept as int64 (what
+    ``cross_entropy`` takes); with 2 (the default) they are 0/1 labels, converted to float32.
     """
+    n_classes = _int(n_classes, "n_classes", 2)
     X_train = check_features(X_train, "X_train")
-    y_train = check_labels(y_train, len(X_train), "y_train")
+    y_train = check_labels(y_train, len(X_train), "y_train", n_classes)
     X_test = check_features(X_test, "X_test")
-    y_test = check_labels(y_test, len(X_test), "y_test")
+    y_test = check_labels(y_test, len(X_test), "y_test", n_classes)
     if X_train.shape[1] != X_test.shape[1]:
         raise ValueError(
             f"X_train and X_test must have the same features: {X_train.shape[1]} vs {X_test.shape[1]} columns"
@@ -441,8 +448,9 @@ def make_loaders(
             f"({len(X_train)}), or an epoch would have no batch at all"
         )
     g = torch.Generator().manual_seed(_seed(seed))
-    train = BatchedTensorDataset(X_train.float(), y_train.float())
-    test = BatchedTensorDataset(X_test.float(), y_test.float())
+    label = (lambda y: y.float()) if n_classes == 2 else (lambda y: y.long())
+    train = BatchedTensorDataset(X_train.float(), label(y_train))
+    test = BatchedTensorDataset(X_test.float(), label(y_test))
     train_loader = DataLoader(
         train, batch_size=batch_size, shuffle=True, generator=g, drop_last=drop_last, collate_fn=keep_batch
     )

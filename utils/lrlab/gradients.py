@@ -96,11 +96,14 @@ def _check_module(model: Any, what: str = "model") -> None:
 
 
 def _default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy on logits, the course's default loss (mean over the batch).
+    """The course's default loss (mean over the batch): cross-entropy for class scores ``[N, C]`` (C > 1)
+    against integer class indices, else binary cross-entropy on logits.
 
-    Both sides are flattened so that a model that squeezes its output to ``[N]`` and one that returns
-    ``[N, 1]`` give the same loss.
+    For the binary loss both sides are flattened, so that a model that squeezes its output to ``[N]``
+    and one that returns ``[N, 1]`` give the same loss.
     """
+    if output.ndim == target.ndim + 1 and output.shape[-1] > 1 and not torch.is_floating_point(target):
+        return F.cross_entropy(output, target)
     return F.binary_cross_entropy_with_logits(output.reshape(-1), target.reshape(-1).to(output.dtype))
 
 

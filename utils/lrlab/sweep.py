@@ -293,8 +293,26 @@ class _Run:
     batch_size: int
 
 
-def _default_model_fn(n_features: int) -> Callable[[int], nn.Module]:
-    return lambda seed: MLP(n_features, hidden=32, seed=seed)
+def _default_model_fn(n_features: int, n_classes: int = 2) -> Callable[[int], nn.Module]:
+    outputs = 1 if n_classes == 2 else n_classes
+    return lambda seed: MLP(n_features, hidden=32, n_outputs=outputs, seed=seed)
+
+
+def _n_classes(task: Any) -> int:
+    """2 for 0/1 labels (float, or integers 0/1), else the number of classes of integer class indices."""
+    y = task.y_train
+    if torch.is_floating_point(y):
+        return 2
+    return max(2, int((getattr(task, "info", None) or {}).get("n_classes") or int(y.max()) + 1))
+
+
+def _held_out(logits: torch.Tensor, y: torch.Tensor, multiclass: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model, the mean loss and the accuracy of stacked ``logits`` ([M, N] or [M, N, C]) on labels [M, N]."""
+    if multiclass:
+        loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)
+        return loss, (logits.argmax(dim=-1) == y).float().mean(dim=1)
+    loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
+    return loss, ((logits > 0) == (y > 0.5)).float().mean(dim=1)
 
 
 def _make_trace(epochs: list[dict], steps: list[dict], diverged_at: dict | None, config: dict) -> Trace:
@@ -309,13 +327,13 @@ def _make_trace(epochs: list[dict], steps: list[dict], diverged_at: dict | None,
 _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
 
-def _vectorizable(model: nn.Module, n_features: int) -> str | None:
+def _vectorizable(model: nn.Module, n_features: int, n_classes: int = 2) -> str | None:
     """None when the sweep can train stacked copies of ``model``; else the reason it cannot.
 
     Models with buffers or with layers that act differently in training and evaluation (dropout,
     batch norm) are left to the plain loop, where ``fit`` switches modes and updates running
     statistics the usual way. Everything else must run under ``vmap(functional_call)`` and return
-    one logit per row.
+    one logit per row (``n_classes`` scores per row for a task of more than 2 classes).
     """
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -332,9 +350,11 @@ def _vectorizable(model: nn.Module, n_features: int) -> str | None:
         )
     except Exception as err:  # noqa: BLE001 - any failure means: use the loop
         return f"{type(err).__name__}: {err}"
-    if tuple(out.shape) != (2, 3):
+    want = (2, 3) if n_classes == 2 else (2, 3, n_classes)
+    if tuple(out.shape) != want:
         return (
-            f"the model returns shape {tuple(out.shape[1:])} per batch of 3 rows, not one logit per row [3]"
+            f"the model returns shape {tuple(out.shape[1:])} per batch of 3 rows, not "
+            + ("one logit per row [3]" if n_classes == 2 else f"{n_classes} class scores per row [3, {n_classes}]")
         )
     return None
 
@@ -435,8 +455,10 @@ def _train_vectorized(
     from torch.func import stack_module_state
 
     M, bs = len(runs), runs[0].batch_size
-    Xtr, ytr = task.X_train.float().to(device), task.y_train.float().to(device)
-    Xte, yte = getattr(task, f"X_{split}").float().to(device), getattr(task, f"y_{split}").float().to(device)
+    multiclass = _n_classes(task) > 2
+    label = (lambda y: y.long()) if multiclass else (lambda y: y.float())
+    Xtr, ytr = task.X_train.float().to(device), label(task.y_train).to(device)
+    Xte, yte = getattr(task, f"X_{split}").float().to(device), label(getattr(task, f"y_{split}")).to(device)
     n = len(Xtr)
     per_epoch = math.ceil(n / bs)
     total = epochs * n
@@ -469,7 +491,10 @@ def _train_vectorized(
         for j in range(per_epoch):
             idx = orders[e, :, j * bs : (j + 1) * bs]
             logits = fwd(P, bufs, Xtr[idx])
-            loss = F.binary_cross_entropy_with_logits(logits, ytr[idx], reduction="none").mean(dim=1)
+            if multiclass:
+                loss = F.cross_entropy(logits.transpose(1, 2), ytr[idx], reduction="none").mean(dim=1)
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits, ytr[idx], reduction="none").mean(dim=1)
             grads = torch.autograd.grad(loss.sum(), P)
             spec.update(P, grads, state, lr_table[:, k])
             losses[j] = loss.detach()
@@ -478,9 +503,7 @@ def _train_vectorized(
             if bar is not None:
                 bar.update(1)
         with torch.no_grad():
-            logits = fwd(P, bufs, Xte_m)
-            test_loss = F.binary_cross_entropy_with_logits(logits, yte_m, reduction="none").mean(dim=1)
-            test_acc = ((logits > 0) == (yte_m > 0.5)).float().mean(dim=1)
+            test_loss, test_acc = _held_out(fwd(P, bufs, Xte_m), yte_m, multiclass)
         seconds = time.perf_counter() - t0
         loss_rows = losses.T.tolist()
         tl, ta = test_loss.tolist(), test_acc.tolist()
@@ -562,6 +585,7 @@ def _train_sequential(
         getattr(task, f"y_{split}"),
         batch_size=run.batch_size,
         seed=run.seed,
+        n_classes=_n_classes(task),
     )
     if isinstance(optimizer, OptimizerSpec):
         opt = optimizer.build(model.parameters(), float(schedule(0)))
@@ -913,8 +937,9 @@ def run_sweep(
         batch_sizes: one or several.
         optimizer: ``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``, a dict / :class:`OptimizerSpec`
             (vectorizable), or a function ``(params, lr) -> torch.optim.Optimizer`` (sequential only).
-        model_fn: ``seed -> nn.Module`` returning one logit per row; default the course's
-            ``MLP(n_features, hidden=32, seed=seed)``.
+        model_fn: ``seed -> nn.Module`` returning one logit per row (class scores ``[N, C]`` on a task of
+            C > 2 classes, whose labels are integer class indices); default the course's
+            ``MLP(n_features, hidden=32, seed=seed)`` (``n_outputs=C`` on such a task).
         method: ``"vectorized"`` (all runs of a batch size at once), ``"sequential"`` (one
             :func:`lrlab.training.fit` after another), or ``"auto"``: vectorized when possible.
         target_acc / target_loss: also report samples until the held-out accuracy / loss reaches them.
@@ -958,7 +983,8 @@ def run_sweep(
         if callable(optimizer) and not isinstance(optimizer, OptimizerSpec | str | dict)
         else OptimizerSpec.coerce(optimizer)
     )
-    model_fn = model_fn or _default_model_fn(n_features)
+    n_classes = _n_classes(task)
+    model_fn = model_fn or _default_model_fn(n_features, n_classes)
     dev = pick_device(device)
 
     used = method
@@ -967,7 +993,7 @@ def run_sweep(
         if not isinstance(spec, OptimizerSpec):
             reason = "a custom optimizer function cannot be batched"
         else:
-            reason = _vectorizable(model_fn(0), n_features) or ""
+            reason = _vectorizable(model_fn(0), n_features, n_classes) or ""
         if reason and method == "vectorized":
             raise ValueError(f"cannot vectorize this sweep ({reason}); use method='sequential' or 'auto'")
         used = "sequential" if reason else "vectorized"

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lrlab.args import check_choice, check_instance, check_int, check_real
 from lrlab.data import load_task
@@ -56,7 +57,9 @@ __all__ = [
     "Recipe",
     "StopTraining",
     "Trace",
+    "ClassificationLoss",
     "accuracy_from_logits",
+    "classification_loss",
     "default_recipe",
     "evaluate",
     "fit",
@@ -539,15 +542,45 @@ class Trace:
 
 
 # --------------------------------------------------------------------------------------------- evaluate
+def _is_multiclass(logits: torch.Tensor, y: torch.Tensor) -> bool:
+    """Class scores ``[N, C]`` against integer class indices ``[N]`` (the digits and Fashion-MNIST tasks)."""
+    return logits.ndim == y.ndim + 1 and logits.shape[:-1] == y.shape and not torch.is_floating_point(y)
+
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The course's default loss, mean over the rows: binary cross-entropy on logits when ``logits`` and the
+    0/1 labels have the same shape ``[N]`` (``nn.BCEWithLogitsLoss``), cross-entropy (softmax inside,
+    ``nn.CrossEntropyLoss``) when ``logits`` is ``[N, C]`` and ``y`` holds integer class indices ``[N]``."""
+    if _is_multiclass(logits, y):
+        return F.cross_entropy(logits, y)
+    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+
+class ClassificationLoss(nn.Module):
+    """:func:`classification_loss` as a module: the default ``loss_fn`` of :func:`fit` and :func:`evaluate`."""
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return classification_loss(logits, y)
+
+
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per row, whether the prediction is right: the arg-max class, or ``logit > 0`` as class 1."""
+    if _is_multiclass(logits, y):
+        return logits.argmax(dim=-1) == y
+    return (logits > 0) == (y > 0.5)
+
+
 def accuracy_from_logits(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of rows where ``logit > 0`` (probability > 0.5) agrees with the 0/1 label."""
-    if logits.shape != y.shape:
+    """Fraction of rows predicted right: ``logit > 0`` (probability > 0.5) against 0/1 labels of the same
+    shape, or the arg-max of class scores ``[N, C]`` against integer class indices ``[N]``."""
+    if logits.shape != y.shape and not _is_multiclass(logits, y):
         raise ValueError(
-            f"logits and labels must have the same shape, got {tuple(logits.shape)} and {tuple(y.shape)}"
+            f"logits and labels must have the same shape (binary), or logits [N, C] with integer class "
+            f"indices [N]; got {tuple(logits.shape)} and {tuple(y.shape)} ({y.dtype})"
         )
     if logits.numel() == 0:
         raise ValueError("cannot compute an accuracy on zero rows")
-    return float(((logits > 0) == (y > 0.5)).float().mean())
+    return float(_correct(logits, y).float().mean())
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -572,13 +605,20 @@ def _check_loader(loader: Any, name: str) -> None:
 
 
 def _check_logits(logits: torch.Tensor, yb: torch.Tensor) -> None:
-    if logits.shape != yb.shape:
-        hint = " (squeeze the last dimension: logits.squeeze(-1))" if logits.shape[:-1] == yb.shape else ""
+    if logits.shape == yb.shape or _is_multiclass(logits, yb):
+        return
+    if logits.ndim == yb.ndim + 1 and logits.shape[:-1] == yb.shape and logits.shape[-1] > 1:
         raise ValueError(
-            f"the model's output has shape {tuple(logits.shape)} "
-            f"but the labels have shape {tuple(yb.shape)}; "
-            f"a binary classifier must return one logit per row{hint}"
+            f"the model returns {logits.shape[-1]} class scores per row, so the labels must be integer class "
+            f"indices (torch.long), got dtype {yb.dtype}"
         )
+    hint = " (squeeze the last dimension: logits.squeeze(-1))" if logits.shape[:-1] == yb.shape else ""
+    raise ValueError(
+        f"the model's output has shape {tuple(logits.shape)} "
+        f"but the labels have shape {tuple(yb.shape)}; "
+        f"a binary classifier must return one logit per row{hint}, a classifier of C classes "
+        "C scores per row [N, C]"
+    )
 
 
 def evaluate(
@@ -588,12 +628,13 @@ def evaluate(
 
     Runs under ``torch.no_grad()`` (no graph, no gradients) with ``model.eval()`` (dropout off,
     batch-norm frozen) and puts the model back into the mode it was in. The loss is averaged over rows
-    (batches weighted by their size); the accuracy counts ``logit > 0`` as class 1. ``device=None`` uses
-    the model's device. A model with NaN weights gives a NaN loss, not an error.
+    (batches weighted by their size); the accuracy counts ``logit > 0`` as class 1, or the arg-max class
+    when the model returns class scores ``[N, C]`` (the default loss is :func:`classification_loss`).
+    ``device=None`` uses the model's device. A model with NaN weights gives a NaN loss, not an error.
     """
     _check_model(model)
     _check_loader(loader, "loader")
-    loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
+    loss_fn = ClassificationLoss() if loss_fn is None else loss_fn
     dev = _resolve_device(model, device)
     was_training = model.training
     model.eval()
@@ -605,7 +646,7 @@ def evaluate(
                 logits = model(xb)
                 _check_logits(logits, yb)
                 total_loss += float(loss_fn(logits, yb)) * len(yb)
-                correct += float(((logits > 0) == (yb > 0.5)).sum())
+                correct += float(_correct(logits, yb).sum())
                 n += len(yb)
     finally:
         model.train(was_training)
@@ -699,7 +740,7 @@ def train_one_epoch(
     callbacks = _check_callbacks(callbacks)
     if batch_loss is not None and not callable(batch_loss):
         raise ValueError(f"batch_loss must be a function (model, batch) -> loss tensor, got {batch_loss!r}")
-    loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
+    loss_fn = ClassificationLoss() if loss_fn is None else loss_fn
     dev = _resolve_device(model, device)
     step = len(trace.steps) if trace is not None else 0
     seen = trace.samples if trace is not None else 0
@@ -855,7 +896,8 @@ def fit(
             (``scheduler_interval="step"``) or once per epoch (``"epoch"``; ``ReduceLROnPlateau`` gets
             the test loss); or any object with ``advance(n_samples)``, told each batch's size after
             every optimizer step (sample-indexed schedules).
-        loss_fn: default ``nn.BCEWithLogitsLoss()``, called as ``loss_fn(model(x), y)`` on each ``(x, y)``.
+        loss_fn: default :class:`ClassificationLoss` (binary cross-entropy, or cross-entropy for class
+            scores), called as ``loss_fn(model(x), y)`` on each ``(x, y)``.
         batch_loss: instead of forward + ``loss_fn``, a function ``(model, batch) -> loss tensor`` for
             batches that are not ``(x, y)`` pairs (e.g. contrastive pairs); the batch's size is the
             length of its first tensor. Use it with a test loader of None.
@@ -891,7 +933,7 @@ def fit(
         progress_enabled(progress, None)  # validates it before anything runs
     dev = _model_device(model) if device is None else pick_device(device)
     model.to(dev)
-    loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
+    loss_fn = ClassificationLoss() if loss_fn is None else loss_fn
     try:
         steps_per_epoch: int | None = len(train_loader)  # type: ignore[arg-type]
     except TypeError:
