@@ -586,3 +586,20 @@ def test_gradient_noise_scale_refuses_what_it_cannot_do():
         G.gradient_noise_scale(MLP(), torch.randn(1, 10), torch.ones(1))
     with pytest.raises(ValueError, match="method must be"):
         G.gradient_noise_scale(MLP(), torch.randn(4, 10), torch.ones(4), method="fast")
+
+
+def test_sample_norms_match_per_sample_gradients_on_both_paths():
+    from torch import nn
+
+    from lrlab.gradients import flatten_grads, per_sample_grads, sample_norms
+
+    g = torch.Generator().manual_seed(7)
+    X, y = torch.randn(37, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (37,), generator=g)
+    linear = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    conv_like = nn.Sequential(nn.Linear(5, 8), nn.LayerNorm(8), nn.Linear(8, 3)).double()  # LayerNorm: fallback
+    for model, method in ((linear, "norms"), (conv_like, "per-sample")):
+        ref = flatten_grads(per_sample_grads(model, X, y))
+        got = sample_norms(model, X, y, chunk_size=10)
+        assert got.method == method and got.n == 37
+        assert torch.allclose(got.sq, ref.pow(2).sum(1), rtol=1e-10)
+        assert torch.allclose(got.total, ref.sum(0), rtol=1e-10, atol=1e-12)

@@ -293,3 +293,63 @@ def test_evaluate_on_val_needs_a_validation_split():
         S.run_sweep("constant", 0.1, seeds=[0], task=load_task(seed=0), epochs=1, evaluate_on="val")
     with pytest.raises(ValueError, match="evaluate_on"):
         S.run_sweep("constant", 0.1, seeds=[0], task=load_task(seed=0), epochs=1, evaluate_on="train")
+
+
+# ------------------------------------------------------------------------- steps to a target loss
+def test_steps_to_target_counts_what_a_plain_loop_counts():
+    import torch.nn.functional as F
+
+    from lrlab.data import load_digits_task, make_loaders
+    from lrlab.models import MLP
+    from lrlab.sweep import steps_to_target
+
+    task = load_digits_task(0, n_val=200, n_test=200)
+    got = steps_to_target(task, 64, [0.3, 1.0], seeds=(0, 1), target_loss=0.5, max_epochs=20, device="cpu")
+
+    def plain(lr, seed):
+        model = MLP(64, 32, n_outputs=10, seed=seed)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        train, _ = make_loaders(task.X_train, task.y_train, task.X_val, task.y_val, batch_size=64, seed=seed,
+                                n_classes=10)
+        step = 0
+        for _ in range(20):
+            for xb, yb in train:
+                opt.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+                step += 1
+                with torch.no_grad():
+                    if F.cross_entropy(model(task.X_train), task.y_train) <= 0.5:
+                        return step
+        return math.inf
+
+    want = [[plain(lr, s) for s in (0, 1)] for lr in (0.3, 1.0)]
+    # training stops once one LR has brought every seed there: the first LR to do so in the plain loops
+    stop = min(max(row) for row in want)
+    assert math.isfinite(stop)
+    for i, row in enumerate(want):
+        for j, v in enumerate(row):
+            assert got.steps[i, j] == (v if v <= stop else math.inf)
+    lr, per_seed = got.best()
+    fastest = int(np.argmin([max(row) for row in want]))
+    assert lr == (0.3, 1.0)[fastest] and list(per_seed) == want[fastest]
+
+
+def test_steps_to_target_marks_diverged_runs_and_says_when_nothing_arrived():
+    from lrlab.data import load_digits_task
+    from lrlab.sweep import steps_to_target
+
+    task = load_digits_task(0, n_val=200, n_test=200)
+    got = steps_to_target(task, 32, [1e-5, 1e4], seeds=(0,), target_loss=0.1, max_epochs=1, device="cpu")
+    assert np.isinf(got.steps).all()
+    with pytest.raises(ValueError, match="no learning rate reached the training loss 0.1 at batch size 32"):
+        got.best()
+    with pytest.raises(ValueError, match="batch_size must be <="):
+        steps_to_target(task, 5000, [0.1], target_loss=0.1)
+
+
+def test_the_warmup_strategy_climbs_for_a_tenth_of_the_budget_then_holds():
+    from lrlab.sweep import get_strategy
+
+    sched = get_strategy("warmup").schedule(0.5, 1000)
+    assert sched(0) == pytest.approx(0.5 / 100) and sched(99) == pytest.approx(0.5) and sched(999) == 0.5

@@ -70,6 +70,7 @@ __all__ = [
     "StepLog",
     "GradientNoise",
     "NoiseScale",
+    "SampleNorms",
     "TwoBatchEstimate",
     "per_sample_grads",
     "per_sample_grads_loop",
@@ -79,6 +80,7 @@ __all__ = [
     "signal_to_noise",
     "gradient_noise",
     "gradient_noise_scale",
+    "sample_norms",
     "batch_gradient_sq_norms",
     "two_batch_noise_scale",
     "estimate_noise_scale_two_batch",
@@ -837,6 +839,62 @@ def _linear_norms(
     return sq, total
 
 
+def _norms_in_chunks(
+    model: nn.Module, params: dict[str, nn.Parameter], X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_linear_norms` over ``X`` in chunks: per-sample squared norms ``[n]`` and the flattened sum of the
+    per-sample gradients ``[P]`` (parameters in ``params`` order), both float64."""
+    sqs, total = [], {}
+    for start in range(0, X.shape[0], chunk_size):
+        sq, tot = _linear_norms(model, params, X[start : start + chunk_size], y[start : start + chunk_size], loss_fn)
+        sqs.append(sq)
+        for k, v in tot.items():
+            total[k] = total[k] + v if k in total else v
+    flat = torch.cat([total[k].reshape(-1) for k in params if k in total])
+    return torch.cat(sqs), flat
+
+
+@dataclass
+class SampleNorms:
+    """Each sample's squared gradient norm ``sq`` [n] and the sum of the per-sample gradients ``total`` [P]
+    (flattened, parameters in ``model.named_parameters()`` order), float64: everything ``tr(Σ)``, ``|G|²``
+    and ``B_simple`` need, in O(n + P) memory instead of the O(n · P) of per-sample gradients."""
+
+    sq: torch.Tensor
+    total: torch.Tensor
+    method: str
+
+    @property
+    def n(self) -> int:
+        return int(self.sq.shape[0])
+
+
+def sample_norms(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss_fn: LossFn | None = None, chunk_size: int = 4096
+) -> SampleNorms:
+    """Per-sample squared gradient norms and the summed gradient of ``model`` on ``X``, ``y``.
+
+    For a model whose trainable parameters all belong to ``nn.Linear`` layers (each called once), from one
+    forward and one backward pass per chunk, never forming a per-sample gradient (``method="norms"``);
+    otherwise from the per-sample gradients of :func:`per_sample_grads`, chunk by chunk (``"per-sample"``).
+    """
+    loss_fn, params, X, y = _prepare(model, X, y, loss_fn)
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    try:
+        sq, flat = _norms_in_chunks(model, params, X, y, loss_fn, chunk_size)
+        return SampleNorms(sq, flat, "norms")
+    except _NotNorms:
+        pass
+    sqs, total, step = [], None, min(chunk_size, 256)
+    for start in range(0, X.shape[0], step):
+        g = flatten_grads(per_sample_grads(model, X[start : start + step], y[start : start + step],
+                                           loss_fn=loss_fn)).double()
+        sqs.append(g.pow(2).sum(1))
+        total = g.sum(0) if total is None else total + g.sum(0)
+    return SampleNorms(torch.cat(sqs), total, "per-sample")
+
+
 def gradient_noise_scale(
     model: nn.Module,
     X: torch.Tensor,
@@ -868,16 +926,10 @@ def gradient_noise_scale(
         raise ValueError(f"gradient_noise_scale needs at least 2 samples to estimate a variance, got {X.shape[0]}")
     if method != "per-sample":
         try:
-            n, sq_sum, total = 0, 0.0, {}
-            for start in range(0, X.shape[0], chunk_size):
-                sq, tot = _linear_norms(model, params, X[start : start + chunk_size],
-                                        y[start : start + chunk_size], loss_fn)
-                n += sq.shape[0]
-                sq_sum += float(sq.sum())
-                for k, v in tot.items():
-                    total[k] = total[k] + v if k in total else v
-            g2 = float(sum((v / n).pow(2).sum() for v in total.values()))
-            spread = sq_sum - n * g2   # Σ_i |g_i - ḡ|²
+            sq, flat = _norms_in_chunks(model, params, X, y, loss_fn, chunk_size)
+            n = sq.shape[0]
+            g2 = float((flat / n).pow(2).sum())
+            spread = float(sq.sum()) - n * g2   # Σ_i |g_i - ḡ|²
             if whole_dataset:
                 trace, g2_unbiased = spread / n, g2
             else:

@@ -413,7 +413,7 @@ def lr_range_test(
     model, its gradients, train/eval mode, the optimizer state and the global torch RNG are put back
     exactly as they were. ``train_loader`` may also be a task with a ``.train`` loader.
     Batches are moved to the device of the model's parameters. ``loss_fn`` defaults to
-    ``BCEWithLogitsLoss`` (the course's binary task: logits of shape [N], targets 0/1).
+    :func:`lrlab.training.classification_loss` (binary cross-entropy, or cross-entropy for class scores).
 
     It runs on :func:`lrlab.training.fit` with a :class:`RangeTestCallback` (so a NaN/inf loss is
     handled by fit's one divergence rule), for as many epochs as ``num_steps`` batches need.

@@ -29,6 +29,11 @@ is half as many optimizer steps as with a batch of 32; counting steps would hand
 twice the data. The schedules are indexed by samples too (``unit="sample"``), so every schedule
 reaches its end exactly when the budget runs out, whatever the batch size.
 
+:func:`steps_to_target` counts the other way round, with the same stacked training: the optimizer steps
+each (LR, seed) needs until the whole training set's loss reaches a target, the ``S(B)`` of the critical
+batch size (:func:`lrlab.scaling.fit_critical_batch`). A task of C > 2 classes (integer class indices)
+trains with cross-entropy on C outputs.
+
 imports: args, device, data, models, schedules, metrics, training (its optimizer table and progress switch).
 """
 
@@ -53,7 +58,7 @@ from lrlab.args import check_choice, check_int, check_real
 from lrlab.data import load_task, make_loaders
 from lrlab.device import pick_device
 from lrlab.models import MLP
-from lrlab.schedules import WSD, Constant, Cosine, MultiStep, OneCycle, as_lambda_lr
+from lrlab.schedules import WSD, Constant, Cosine, MultiStep, OneCycle, Warmup, as_lambda_lr
 from lrlab.training import (
     OPTIMIZERS,
     PROGRESS_AUTO_STEPS,
@@ -70,11 +75,13 @@ __all__ = [
     "PROGRESS_AUTO_STEPS",
     "STRATEGIES",
     "OptimizerSpec",
+    "StepsToTarget",
     "Strategy",
     "SweepResult",
     "epoch_order",
     "get_strategy",
     "run_sweep",
+    "steps_to_target",
 ]
 
 METHODS = ("auto", "vectorized", "sequential")
@@ -127,6 +134,10 @@ def _wsd(lr: float, total: int) -> Callable[[float], float]:
     return WSD(lr, total=total, warmup=round(0.05 * total), decay=round(0.2 * total), unit="sample")
 
 
+def _warmup(lr: float, total: int) -> Callable[[float], float]:
+    return Warmup(Constant(lr, unit="sample"), warmup=max(1, round(0.1 * total)))
+
+
 def _one_cycle(lr: float, total: int) -> Callable[[float], float]:
     return OneCycle(max_lr=lr, total=total, unit="sample")
 
@@ -135,6 +146,7 @@ STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("constant", _constant, "the peak LR throughout"),
+        Strategy("warmup", _warmup, "10 % linear warmup, then the peak LR throughout"),
         Strategy("step", _step, "peak LR, x0.1 at 50 % and again at 75 % of the budget"),
         Strategy("cosine", _cosine, "half a cosine from the peak LR down to 0"),
         Strategy("wsd", _wsd, "5 % linear warmup, stable, linear decay to 0 over the last 20 %"),
@@ -1069,3 +1081,128 @@ def run_sweep(
         "evaluate_on": evaluate_on,
     }
     return SweepResult(rows, traces, settings, seconds)
+# appended to sweep.py
+# --------------------------------------------------------------------------------------------- steps to a target
+@dataclass(frozen=True)
+class StepsToTarget:
+    """Optimizer steps until the training loss first reaches ``target_loss``, per learning rate and seed.
+
+    ``steps[i, j]`` belongs to ``lrs[i]`` and ``seeds[j]``; ``inf`` where that run did not reach the target
+    within its budget (or diverged). :meth:`best` picks the learning rate with the fewest steps (the median over
+    seeds), as McCandlish et al. (2018) tune the LR per batch size before they count steps.
+    """
+
+    batch_size: int
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    target_loss: float
+    steps: np.ndarray
+    seconds: float
+
+    def median_steps(self) -> np.ndarray:
+        """The median over seeds of each learning rate's steps (inf when any half of the seeds missed)."""
+        return np.median(self.steps, axis=1)
+
+    def best(self) -> tuple[float, np.ndarray]:
+        """``(lr, steps per seed)`` of the learning rate whose median is lowest; raises when none reached it."""
+        med = self.median_steps()
+        if not np.isfinite(med).any():
+            raise ValueError(
+                f"no learning rate reached the training loss {self.target_loss:g} at batch size {self.batch_size} "
+                f"within the budget: raise max_epochs, widen lrs, or choose an easier target"
+            )
+        i = int(np.argmin(med))
+        return self.lrs[i], self.steps[i].copy()
+
+    def __repr__(self) -> str:
+        med = ", ".join(f"{lr:g}: {m:g}" for lr, m in zip(self.lrs, self.median_steps(), strict=True))
+        return f"StepsToTarget(batch {self.batch_size}, loss <= {self.target_loss:g}; median steps per lr {{{med}}})"
+
+
+def steps_to_target(
+    task: Any,
+    batch_size: int,
+    lrs: Any,
+    seeds: Any = (0, 1, 2),
+    *,
+    target_loss: float,
+    optimizer: str | dict | OptimizerSpec = "sgd",
+    max_epochs: int = 50,
+    model_fn: Callable[[int], nn.Module] | None = None,
+    device: Any = "auto",
+    eval_rows: int = 4096,
+) -> StepsToTarget:
+    """Train one model per ``(lr, seed)`` at a constant LR, all at once (the vectorized sweep's machinery),
+    and count the optimizer steps until the loss on the **whole training set**, measured after every step,
+    first falls to ``target_loss``: the ``S(B)`` of :func:`lrlab.scaling.fit_critical_batch`.
+
+    The data order of seed ``s`` is that of ``make_loaders(seed=s)``; a run stops counting at the target,
+    on a NaN/inf loss (it never reaches it), or after ``max_epochs`` epochs. Training stops as soon as one
+    learning rate has brought every seed to the target: no slower LR can then have the lowest median. With
+    more than ``eval_rows`` training rows, the training loss is measured on a fixed random sample of that many
+    rows (drawn with the first seed), the same sample after every step.
+    """
+    from torch.func import stack_module_state
+
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    lr_list = [check_real(lr, "every lr", low=0, low_open=True) for lr in _as_list(lrs, "lrs")]
+    seed_list = [check_int(s, "every seed", low=0) for s in _as_list(seeds, "seeds")]
+    target_loss = check_real(target_loss, "target_loss", low=0, low_open=True)
+    max_epochs = check_int(max_epochs, "max_epochs", low=1)
+    eval_rows = check_int(eval_rows, "eval_rows", low=1)
+    spec = OptimizerSpec.coerce(optimizer)
+    n_train, n_features = int(task.X_train.shape[0]), int(task.X_train.shape[1])
+    if batch_size > n_train:
+        raise ValueError(f"batch_size must be <= the {n_train} training rows, got {batch_size}")
+    n_classes = _n_classes(task)
+    model_fn = model_fn or _default_model_fn(n_features, n_classes)
+    reason = _vectorizable(model_fn(0), n_features, n_classes)
+    if reason:
+        raise ValueError(f"steps_to_target trains the models stacked and cannot take this model: {reason}")
+    dev = pick_device(device)
+    multiclass = n_classes > 2
+    Xtr = task.X_train.float().to(dev)
+    ytr = (task.y_train.long() if multiclass else task.y_train.float()).to(dev)
+    pairs = [(lr, s) for lr in lr_list for s in seed_list]
+    M = len(pairs)
+    models = [model_fn(s) for _, s in pairs]
+    params, buffers = stack_module_state(models)
+    names = list(params)
+    P = [params[k].detach().to(dev).clone().requires_grad_(True) for k in names]
+    bufs = {k: v.to(dev) for k, v in buffers.items()}
+    fwd, _ = _batched_forward(models, names, P, bufs, n_features, dev)
+    state = spec.init_state(P)
+    lr_vec = torch.tensor([lr for lr, _ in pairs], dtype=torch.float32, device=dev)
+    orders = torch.stack([epoch_order(n_train, s, max_epochs) for _, s in pairs], dim=1).to(dev)  # [E, M, n]
+    rows = torch.arange(n_train)
+    if n_train > eval_rows:
+        rows = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed_list[0]))[:eval_rows]
+    rows = rows.to(dev)
+    X_all, y_all = Xtr[rows].expand(M, -1, -1), ytr[rows].expand(M, -1)
+    steps = torch.full((M,), math.inf, dtype=torch.float64)
+    done_lr = torch.zeros(len(lr_list), dtype=torch.bool)
+    open_ = torch.ones(M, dtype=torch.bool)
+    t0 = time.perf_counter()
+    step = 0
+    per_epoch = math.ceil(n_train / batch_size)
+    for e in range(max_epochs):
+        for j in range(per_epoch):
+            idx = orders[e, :, j * batch_size : (j + 1) * batch_size]
+            loss, _ = _held_out(fwd(P, bufs, Xtr[idx]), ytr[idx], multiclass)
+            grads = torch.autograd.grad(loss.sum(), P)
+            spec.update(P, grads, state, lr_vec)
+            step += 1
+            with torch.no_grad():
+                full, _ = _held_out(fwd(P, bufs, X_all), y_all, multiclass)
+            full = full.cpu()
+            reached = open_ & (full <= target_loss)
+            steps[reached] = step
+            open_ &= ~reached & torch.isfinite(full)
+            done_lr = torch.isfinite(steps).view(len(lr_list), len(seed_list)).all(dim=1)
+            if not bool(open_.any()) or bool(done_lr.any()):
+                break
+        if not bool(open_.any()) or bool(done_lr.any()):
+            break
+    grid = steps.numpy().reshape(len(lr_list), len(seed_list))
+    return StepsToTarget(batch_size, tuple(lr_list), tuple(seed_list), float(target_loss), grid,
+                         time.perf_counter() - t0)
