@@ -78,6 +78,12 @@ def test_fashion_mnist_loader_reads_files_in_the_real_format(tmp_path):
     xb, yb = next(iter(task.train))
     assert xb.shape == (8, 784) and yb.dtype == torch.long
     assert load_dataset("fashion_mnist", 0, root=str(tmp_path), download=False, n_val=10).X_train.shape[0] == 30
+    small = load_fashion_mnist_task(seed=0, root=str(tmp_path), download=False, n_val=10, n_train=7)
+    assert small.X_train.shape == (7, 784) and torch.equal(small.y_val, task.y_val)   # the same validation rows
+    assert set(small.scaler.inverse_transform(small.X_train).sum(1).round().tolist()) <= set(
+        task.scaler.inverse_transform(task.X_train).sum(1).round().tolist())   # a subset of the same training rows
+    with pytest.raises(ValueError, match="n_train"):
+        load_fashion_mnist_task(seed=0, root=str(tmp_path), download=False, n_val=10, n_train=31)
 
 
 def test_fashion_mnist_offline_names_the_fallback(tmp_path, monkeypatch):

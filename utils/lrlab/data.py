@@ -610,6 +610,7 @@ def _image_task(
     info: dict,
     X_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
+    n_train: int | None = None,
 ) -> Task:
     """A classification Task with the discipline of :func:`load_task`: split first (test and validation rows
     from ``order``, unless a separate test set is given), scaler fitted on the training rows only, seeded
@@ -620,6 +621,8 @@ def _image_task(
     else:
         val_idx, train_idx = order[:n_val], order[n_val:]
         X_te, y_te = X_test, y_test
+    if n_train is not None:
+        train_idx = train_idx[:n_train]
     X_tr, y_tr, X_va, y_va = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
     scaler = Standardizer().fit(X_tr)
     X_tr, X_va, X_te = (scaler.transform(a).float() for a in (X_tr, X_va, X_te))
@@ -727,11 +730,13 @@ def load_fashion_mnist_task(
     root: str | None = None,
     download: bool = True,
     n_val: int = 10_000,
+    n_train: int | None = None,
     sealed: bool = False,
 ) -> Task:
     """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) as a 10-class task: 60,000 training images of 28x28 pixels,
     of which ``n_val`` become the validation split, and the official 10,000 test images; flattened to 784
-    features scaled to [0, 1], then standardized with the training rows' statistics.
+    features scaled to [0, 1], then standardized with the training rows' statistics. ``n_train`` keeps only
+    that many of the remaining training rows (drawn with ``seed``; default all of them).
 
     The four IDX files are read from ``root/FashionMNIST/raw`` (default root :func:`data_home`), plain or
     gzipped (the layout torchvision uses), and downloaded there from the data set's site when missing and
@@ -769,10 +774,12 @@ def load_fashion_mnist_task(
             raise ValueError(f"the Fashion-MNIST {split} files do not match: {tuple(images.shape)} images, "
                              f"{tuple(labels.shape)} labels")
     n_val = _int(n_val, "n_val", 1, len(X) - 1)
+    if n_train is not None:
+        n_train = _int(n_train, "n_train", 1, len(X) - n_val)
     order = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
     info = {"name": "fashion_mnist", "n_samples": len(X) + len(X_te), "n_features": int(X.shape[1]), "root": root}
     return _image_task(X, y, order, n_val, 0, seed=seed, batch_size=batch_size, sealed=sealed, info=info,
-                       X_test=X_te, y_test=y_te)
+                       X_test=X_te, y_test=y_te, n_train=n_train)
 
 
 def load_dataset(name: str = "synthetic", seed: int = 0, **kwargs: Any) -> Task:
