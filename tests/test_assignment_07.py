@@ -7,7 +7,7 @@ import pytest
 from nbharness import assert_caught, assert_full_marks, assert_no_stderr, assert_shortcut_caught, run_assignment
 
 A = "07_optimizers_batch_size"
-POINTS = 22  # + 4 points graded by hand
+POINTS = 25  # + 4 points graded by hand
 # the demo runs shrink (2 seeds, 2 epochs, short range tests); every demo cell still runs, the graded cells
 # are unchanged
 SMALL = {"N_SEEDS": 2, "EPOCHS": 2, "RANGE_STEPS": 40}
@@ -291,6 +291,16 @@ def noise_scale_from_norms(sq, total):
 def test_other_correct_answers_get_full_marks(which):
     report = run_assignment(A, replace=CORRECT[which], params=SMALL)
     assert_full_marks(report, POINTS)
+
+
+def test_multiple_choice_reads_any_spelling_of_the_letter_and_scores_each_question():
+    spelled = run_assignment(A, replace={"mc_scaling": 'ANSWER_LINEAR_RULE, ANSWER_DECOUPLED, ANSWER_CRITICAL = '
+                                                       '" d", "b.", "Answer: B"'}, params=SMALL)
+    assert_full_marks(spelled, POINTS)
+    wrong = run_assignment(A, replace={"mc_scaling": 'ANSWER_LINEAR_RULE, ANSWER_DECOUPLED, ANSWER_CRITICAL = '
+                                                     '"A", "B", "A"'}, params=SMALL)
+    assert sorted(wrong.failed()) == ["mc_critical_tests", "mc_linear_rule_tests"], wrong.summary()
+    assert wrong.score == POINTS - 2
 
 
 def _fn(name: str, body: str, args: str) -> str:
