@@ -52,6 +52,22 @@ def test_the_printed_stability_limit_lies_inside_the_observed_divergence(referen
 
 # Correct answers in other idioms: name -> (grade_id, source). Each must keep full marks.
 CORRECT = {
+    # a helper at the top level of the answer cell, named like the test cell's own variable once was
+    "max_curvature by power iteration with a helper named trace": ("max_curvature", '''
+def trace(H):
+    return float(torch.diagonal(H).sum())
+
+
+def max_curvature(X):
+    Z = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], dim=1)
+    H = 2 * Z.T @ Z / X.shape[0]
+    H = H / trace(H)                    # scale to trace 1, then power iteration
+    v = torch.ones(H.shape[0], dtype=H.dtype)
+    for _ in range(2000):
+        v = H @ v
+        v = v / v.norm()
+    return float(v @ (2 * Z.T @ Z / X.shape[0]) @ v)
+'''),
     "center with expand_as and a sum": ("center_columns", '''
 def center_columns(X):
     means = X.sum(0) / X.shape[0]

@@ -120,6 +120,20 @@ def make_loaders(X_train, y_train, X_test, y_test, batch_size, seed):
     test = DataLoader(test_set, sampler=SequentialSampler(test_set), batch_size=64)
     return train, test
 '''),
+    # helpers at the top level of the answer cell, named like the test cell's own variables once were
+    "fit_standardizer with helpers named mean and std": ("fit_standardizer", '''
+def mean(X):
+    return X.sum(dim=0) / X.shape[0]
+
+
+def std(X):
+    s = ((X - mean(X)) ** 2).mean(dim=0).sqrt()
+    return torch.where(s < 1e-8, torch.ones_like(s), s)
+
+
+def fit_standardizer(X_train):
+    return mean(X_train), std(X_train)
+'''),
     "multiple choice in lower case with spaces": ("mc_leak", 'ANSWER_LEAK = " b "'),
     "multiple choice with a period": ("mc_leak", 'ANSWER_LEAK = "b."'),
     "multiple choice in parentheses": ("mc_leak", 'ANSWER_LEAK = "(B)"'),

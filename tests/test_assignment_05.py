@@ -60,6 +60,41 @@ def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
     "mc_noise": 'ANSWER_NOISE_SCALE, ANSWER_NORMS, ANSWER_BIAS = " b", "c ", "B."',
 }
 
+#: Helpers at the top level of the answer cells, named like the test cells' own variables once were.
+HELPERS = {
+    "noise_scale_simple": '''
+def trace(M):
+    return float(M.double().var(dim=0, correction=1).sum())
+
+
+def noise_scale_simple(per_sample):
+    t = trace(per_sample)
+    g = float(per_sample.double().mean(0).pow(2).sum()) - t / per_sample.shape[0]
+    return t, g, (t / g if g > 0 else math.inf)
+''',
+    "noise_scale_two_batch": '''
+def g2(small, big, b_small, b_big):
+    return (b_big * big - b_small * small) / (b_big - b_small)
+
+
+def b_simple(trace_value, g2_value):
+    return trace_value / g2_value if g2_value > 0 else math.inf
+
+
+def noise_scale_two_batch(sq_small, sq_big, b_small, b_big):
+    s, b = float(sq_small.double().mean()), float(sq_big.double().mean())
+    g = g2(s, b, b_small, b_big)
+    t = (s - b) / (1 / b_small - 1 / b_big)
+    return g, t, b_simple(t, g)
+''',
+}
+
+
+def test_helpers_named_like_test_variables_keep_full_marks():
+    report = run_assignment(A, replace=HELPERS, params=SMALL)
+    assert_full_marks(report, 16)
+
+
 #: More correct readings of the two-batch estimator: numpy, a plain Python loop, float64 throughout.
 TWO_BATCH_OK = {
     "numpy": '''
