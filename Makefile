@@ -64,7 +64,7 @@ $(STAMP): constraints.txt pyproject.toml
 			echo "Install one of them, or name one: PYTHON=/path/to/python3.12 make ..." >&2; exit 1; fi; \
 		echo "Creating $(VENV) with $$py (Python $$v)"; $$py -m venv $(VENV); }
 	@echo "Installing the course environment into $(VENV) from constraints.txt (about a minute)..."
-	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,hub]' > $(VENV)/install.log 2>&1 \
 		|| { grep -v "is ignored: it is neither a file nor a directory" $(VENV)/install.log; exit 1; }
 	$(BIN)/python -c "import lrlab, torch, nbgrader, papermill"
 	@touch $(STAMP)
