@@ -5,15 +5,18 @@ the test: an instructor and two learners, who log in with their passwords (PAM).
 
 - the instructor releases 00_pytorch_warmup to the exchange (``nbgrader release_assignment``);
 - each learner logs in, fetches it from the Assignment List, works, presses Validate and Submit: learner 1 with the
-  reference answers, learner 2 first with the untouched notebook and then again, after the due date, with only
-  some exercises solved;
-- the instructor collects (``nbgrader collect``), grades (``lrlab grade``, sandboxed), makes and releases the
-  feedback (``nbgrader generate_feedback``, ``nbgrader release_feedback``) and opens the formgrader;
+  reference answers; learner 2 first submits the untouched notebook, with a notebook of another assignment beside
+  it, from a shell (``nbgrader submit``), then again in the Assignment List, after the due date, with only some
+  exercises solved;
+- the instructor collects (``nbgrader collect``), grades (``lrlab grade``, sandboxed), checks a terminal of their
+  JupyterLab has the course's commands, grades learner 1's written answer in the formgrader, makes and releases the
+  feedback (``nbgrader generate_feedback --force``, ``nbgrader release_feedback``);
 - each learner fetches their feedback in the Assignment List and reads their score in it.
 
-What must come out: learner 1 has every autograded point, learner 2 exactly the points of the exercises solved in
-the newest submission (the earlier one is not graded), whose timestamp the gradebook keeps and marks late. A fetch of
-an assignment not released is refused by nbgrader with its message; so is a second start of the hub on its port.
+What must come out: learner 1 has every point (the written answer's by hand), learner 2 exactly the points of the
+exercises solved in the newest submission (the earlier one is not graded, nor the other assignment's notebook), whose
+timestamp the gradebook keeps and marks late. A fetch of an assignment not released is refused by nbgrader with its
+message; so is a second start of the hub on its port.
 
 The users, their homes, the exchange and the hub's state live in a temporary folder and are removed afterwards;
 the hub is always stopped, and the test checks that it left no process behind. Creating users needs root (CI runs
@@ -41,6 +44,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import nbformat
 import pytest
@@ -63,6 +67,8 @@ START = REPO / "deploy" / "jupyterhub" / "start.py"
 VENV = Path(sys.prefix)
 #: Learner 2 solves these exercises only (grade_ids of answer cells); the others stay as released.
 PARTIAL = ("center_columns", "pairwise_sq_dist", "mc_accumulate")
+#: The written answer, graded by hand in the formgrader.
+WRITTEN = "why_no_grad"
 HUB_START_TIMEOUT_S = 120
 SPAWN_TIMEOUT_MS = 120_000
 VALIDATE_TIMEOUT_MS = 180_000
@@ -388,8 +394,13 @@ def submit_in_ui(page, step: str, name: str, count: int) -> None:
     shot(page, f"{step}_submitted_{name}")
 
 
-def fetch_feedback_in_ui(page, person: Person, step: str) -> str:
-    """Fetch Feedback in the Assignment List, open it, and return the text of the feedback page."""
+def fetch_feedback_in_ui(page, person: Person, step: str, linked: bool = True) -> str:
+    """Fetch Feedback in the Assignment List, open the page, and return its header (with the score).
+
+    ``linked``: the list links the feedback ("view feedback"). nbgrader shows that link only when every notebook of
+    the submission has feedback; a submission that carried a notebook of another assignment gets none, and the
+    learner opens the fetched page from the file browser instead.
+    """
     page.reload()
     expect(page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Nbgrader$"))).to_be_visible(
         timeout=SPAWN_TIMEOUT_MS)
@@ -397,11 +408,20 @@ def fetch_feedback_in_ui(page, person: Person, step: str) -> str:
     rows = assignment_rows(page, "submitted", 1)
     expect(rows.first.locator(".item_status button", has_text="Fetch Feedback")).to_be_visible()
     rows.first.locator(".item_status button", has_text="Fetch Feedback").click()
-    link = page.locator("#submitted_assignments_list a", has_text="view feedback").first
-    expect(link).to_be_visible()
-    shot(page, f"{step}_feedback_fetched_{person.name.split('-')[1]}")
-    link.click()  # the file browser goes to the feedback's folder; the learner opens the page in it
-    open_in_file_browser(page, f"{ASSIGNMENT}.html")
+    folder = person.home / COURSE_ID / ASSIGNMENT / "feedback"
+    if linked:
+        link = page.locator("#submitted_assignments_list a", has_text="view feedback").first
+        expect(link).to_be_visible()
+        shot(page, f"{step}_feedback_fetched_{person.name.split('-')[1]}")
+        link.click()  # the file browser goes to the feedback's folder; the learner opens the page in it
+        open_in_file_browser(page, f"{ASSIGNMENT}.html")
+    else:
+        deadline = time.monotonic() + 30
+        while not list(folder.glob(f"*/{ASSIGNMENT}.html")) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        shot(page, f"{step}_feedback_fetched_{person.name.split('-')[1]}")
+        fetched = max(folder.glob(f"*/{ASSIGNMENT}.html"))  # the newest submission's (timestamps sort)
+        page.goto(f"{page.url.split('/lab')[0]}/lab/tree/{quote(str(fetched.relative_to(person.home)))}")
     frame = page.frame_locator(".jp-HTMLViewer iframe").first
     header = frame.locator("h4", has_text="Score:").first
     expect(header).to_be_visible()
@@ -418,16 +438,14 @@ def score_of(header: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------- the scenario
 
 
-def _points(notebook) -> tuple[dict[str, float], float]:
-    """Autograded points per test cell, and the total with the hand-graded ones."""
-    auto, total = {}, 0.0
+def _points(notebook) -> tuple[dict[str, float], dict[str, float], float]:
+    """Points per autograded test cell, per hand-graded answer, and the total."""
+    auto, manual = {}, {}
     for cell in notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade"):
-            total += meta["points"]
-            if cell.cell_type == "code":
-                auto[meta["grade_id"]] = meta["points"]
-    return auto, total
+            (auto if cell.cell_type == "code" else manual)[meta["grade_id"]] = meta["points"]
+    return auto, manual, sum(auto.values()) + sum(manual.values())
 
 
 def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
@@ -435,7 +453,8 @@ def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
 
     started = time.monotonic()
     source = nbformat.read(str(REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"), as_version=4)
-    auto, total = _points(source)
+    auto, manual, total = _points(source)
+    assert list(manual) == [WRITTEN], manual
     # learner 2's solved exercises are the answers tested by the test cell of the same name + "_tests"
     partial_points = sum(auto[f"{grade_id}_tests"] for grade_id in PARTIAL)
     l1, l2 = hub.learners
@@ -467,11 +486,18 @@ def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
     finally:
         page1.close()
 
-    # learner 2: fetch, submit the notebook as released, then (after the due date) again with some exercises solved
+    # learner 2: fetch, submit the notebook as released (in a terminal, with a notebook of another assignment beside
+    # it), then (after the due date) again in the Assignment List with some exercises solved
     context2, page2 = log_in(browser, hub, l2, "06")
     try:
         notebook = fetch_in_ui(page2, l2, "07")
-        submit_in_ui(page2, "08", "l2_first", count=1)
+        # a notebook of another assignment in the folder: nbgrader's submit names it and submits anyway
+        extra = notebook.parent / f"{UNRELEASED}.ipynb"
+        shutil.copy(REPO / "release" / UNRELEASED / f"{UNRELEASED}.ipynb", extra)
+        os.chown(extra, l2.uid, l2.gid)
+        proc = as_user(l2, ["nbgrader", "submit", ASSIGNMENT], l2.home, hub)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "extra notebooks" in said and f"{UNRELEASED}.ipynb: EXTRA" in said, said
         due = dt.datetime.now(dt.UTC)
         time.sleep(1.1)
         write_answers(l2, notebook, list(PARTIAL))
@@ -492,41 +518,79 @@ def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
     kept = (hub.course / "submitted" / l2.name / ASSIGNMENT / "timestamp.txt").read_text().strip()
     assert kept == newest, f"collect kept the timestamp {kept}, the newest submission is {newest}"
 
+    assert (hub.course / "submitted" / l2.name / ASSIGNMENT / f"{UNRELEASED}.ipynb").is_file()
     graded = instructor_runs(hub, "lrlab", "grade", ASSIGNMENT, timeout=600)
-    instructor_runs(hub, "nbgrader", "generate_feedback", ASSIGNMENT)
+    (BUILD / "lrlab-grade.txt").write_text(graded)
+    # the instructor, in the formgrader: both learners with their scores, and learner 1's written answer graded by hand
+    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}", COURSE_ID) as gb:
+        l1_notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, l1.name).id
+    context_i, page_i = log_in(browser, hub, hub.instructor, "11")
+    try:
+        # a terminal of the instructor's JupyterLab has the course's commands and the exchange
+        page_i.locator('.jp-LauncherCard[title="Start a new terminal session"]').click()
+        expect(page_i.locator(".jp-Terminal .xterm-screen").first).to_be_visible()
+        page_i.locator(".jp-Terminal .xterm-screen").first.click()
+        page_i.keyboard.type("cd ~/lrlab && command -v nbgrader lrlab > ../terminal.txt && echo $LRLAB_EXCHANGE >> "
+                             "../terminal.txt && nbgrader list 2>&1 | tail -3\n")
+        deadline = time.monotonic() + 30
+        said = hub.instructor.home / "terminal.txt"
+        while len(said.read_text().splitlines() if said.exists() else []) < 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        # nbgrader list, in the terminal, sees the assignment released to the exchange
+        expect(page_i.locator(".jp-Terminal .xterm-rows").first).to_contain_text(f"{COURSE_ID} {ASSIGNMENT}")
+        shot(page_i, "12_terminal_instructor")
+        assert said.read_text().splitlines() == [str(VENV / "bin" / "nbgrader"), str(VENV / "bin" / "lrlab"),
+                                                 str(hub.exchange)], said.read_text()
+        page_i.goto(f"{hub.url}user/{hub.instructor.name}/formgrader/manage_students")
+        try:
+            for learner in hub.learners:
+                expect(page_i.locator("td", has_text=learner.name).first).to_be_visible()
+        finally:
+            shot(page_i, "13_formgrader_students")
+        page_i.goto(f"{hub.url}user/{hub.instructor.name}/formgrader/submissions/{l1_notebook}/")
+        page_i.wait_for_load_state("networkidle")  # the page loads its grades from the formgrader's API
+        written = page_i.locator(f'input.score[id="{WRITTEN}"]')
+        written.scroll_into_view_if_needed()
+        written.fill(str(manual[WRITTEN]))
+        written.press("Tab")  # the formgrader saves a score when its field loses the focus
+        deadline = time.monotonic() + 30
+        while True:
+            with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}", COURSE_ID) as gb:
+                if gb.find_submission(ASSIGNMENT, l1.name).score == total:
+                    break
+            if time.monotonic() > deadline:
+                shot(page_i, "FAILED_formgrader_written_answer")
+                pytest.fail("the formgrader did not save the written answer's score", pytrace=False)
+            time.sleep(0.3)
+        shot(page_i, "14_formgrader_written_answer")
+    finally:
+        context_i.close()
+
+    # lrlab grade wrote feedback already; --force makes it again with the hand-graded score
+    instructor_runs(hub, "nbgrader", "generate_feedback", "--force", ASSIGNMENT)
     out = instructor_runs(hub, "nbgrader", "release_feedback", ASSIGNMENT)
+    released = sorted(p.name for p in (hub.course / "feedback").rglob("*.html"))
+    assert released == [f"{ASSIGNMENT}.html"] * 2, released  # the other assignment's notebook is not graded
     assert len(list((hub.exchange / COURSE_ID / "feedback").glob("*.html"))) == 2, out
 
     with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}", COURSE_ID) as gb:
         scores = {s.student_id: (s.score, s.max_score) for s in gb.assignment_submissions(ASSIGNMENT)}
         late = {s.student_id: s.total_seconds_late for s in gb.assignment_submissions(ASSIGNMENT)}
         stamp = gb.find_submission(ASSIGNMENT, l2.name).timestamp
-    assert scores[l1.name] == (sum(auto.values()), total), f"{scores}\n{graded}"
+    assert scores[l1.name] == (total, total), f"{scores}\n{graded}"  # every point, the written one by hand
     assert scores[l2.name] == (partial_points, total), f"{scores}\n{graded}"
     assert late[l1.name] == 0 and late[l2.name] > 0, late
     assert stamp.strftime("%Y-%m-%d %H:%M:%S") in newest, (stamp, newest)
 
-    # the instructor's formgrader shows both learners' scores
-    context_i, page_i = log_in(browser, hub, hub.instructor, "11")
-    try:
-        page_i.goto(f"{hub.url}user/{hub.instructor.name}/formgrader/manage_students")
-        try:
-            for learner in hub.learners:
-                expect(page_i.locator("td", has_text=learner.name).first).to_be_visible()
-        finally:
-            shot(page_i, "12_formgrader_instructor")
-    finally:
-        context_i.close()
-
     # the learners fetch their feedback in the Assignment List and read their score
     page1 = context1.new_page()
     page1.goto(f"{hub.url}user/{l1.name}/lab")
-    header1 = fetch_feedback_in_ui(page1, l1, "13")
+    header1 = fetch_feedback_in_ui(page1, l1, "15")
     page2 = context2.new_page()
     page2.goto(f"{hub.url}user/{l2.name}/lab")
-    header2 = fetch_feedback_in_ui(page2, l2, "14")
+    header2 = fetch_feedback_in_ui(page2, l2, "16", linked=False)
     context1.close()
     context2.close()
-    assert score_of(header1) == (sum(auto.values()), total), header1
+    assert score_of(header1) == (total, total), header1
     assert score_of(header2) == (partial_points, total), header2
     TIMINGS["round_trip_s"] = round(time.monotonic() - started, 2)
