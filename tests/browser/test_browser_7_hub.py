@@ -163,6 +163,7 @@ class Hub:
     learners: list[Person]
     course: Path  # the instructor's course (~instructor/lrlab)
     port: int
+    outsider: Person  # a Unix user in neither of the class's groups
 
     def log_tail(self, n: int = 60) -> str:
         try:
@@ -220,16 +221,16 @@ def hub(browser):
             made_groups.append(group)
         people = []
         for name, role in ((f"lrlab-in-{suffix}", "instructor"), (f"lrlab-l1-{suffix}", "learner"),
-                           (f"lrlab-l2-{suffix}", "learner")):
+                           (f"lrlab-l2-{suffix}", "learner"), (f"lrlab-x-{suffix}", "outsider")):
             home = base / "home" / name
             home.parent.mkdir(exist_ok=True)
-            _run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", "-G", groups[role],
-                  name])
+            member = ["-G", groups[role]] if role in groups else []  # the outsider has an account, not a class
+            _run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash", *member, name])
             made_users.append(name)
             password = secrets.token_urlsafe(12)
             _run(["chpasswd"], input=f"{name}:{password}\n")
             people.append(Person(name, password, home, role))
-        instructor, learners = people[0], people[1:]
+        instructor, learners, outsider = people[0], people[1:3], people[3]
 
         course = copy_course(instructor.home / "lrlab", [ASSIGNMENT])
         _run(["chown", "-R", f"{instructor.name}:{instructor.gid}", str(course)])
@@ -244,7 +245,7 @@ def hub(browser):
             process = subprocess.Popen(command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
                                        start_new_session=True)
         url = f"http://127.0.0.1:{port}/"
-        hub = Hub(url, base, exchange, state, process, log, instructor, learners, course, port)
+        hub = Hub(url, base, exchange, state, process, log, instructor, learners, course, port, outsider)
         deadline = started + HUB_START_TIMEOUT_S
         while True:
             if process.poll() is not None:
@@ -475,6 +476,22 @@ def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
     assert proc.returncode != 0 and "Assignment not found" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert not (l1.home / COURSE_ID / UNRELEASED).exists()
 
+    # a Unix user outside the class's groups does not get in, password or not
+    context0 = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page0 = context0.new_page()
+        page0.goto(f"{hub.url}hub/login")
+        page0.fill("#username_input", hub.outsider.name)
+        page0.fill("#password_input", hub.outsider.password)
+        page0.click("#login_submit")
+        page0.wait_for_load_state()
+        expect(page0.locator("#login_submit")).to_be_visible()  # still the login page, with nbgrader nowhere
+        shot(page0, "00_login_refused_outsider")
+        assert "/user/" not in page0.url, page0.url
+        assert f"User '{hub.outsider.name}' not allowed" in hub.log.read_text(), "refused, but not for the group"
+    finally:
+        context0.close()
+
     # learner 1: fetch, answer everything, Validate (passes), Submit
     context1, page1 = log_in(browser, hub, l1, "01")
     try:
@@ -531,16 +548,21 @@ def test_a_class_round_trip_through_the_exchange_on_jupyterhub(hub, browser):
         expect(page_i.locator(".jp-Terminal .xterm-screen").first).to_be_visible()
         page_i.locator(".jp-Terminal .xterm-screen").first.click()
         page_i.keyboard.type("cd ~/lrlab && command -v nbgrader lrlab > ../terminal.txt && echo $LRLAB_EXCHANGE >> "
-                             "../terminal.txt && nbgrader list 2>&1 | tail -3\n")
-        deadline = time.monotonic() + 30
+                             "../terminal.txt && nbgrader list 2>&1 | tee -a ../terminal.txt; "
+                             "echo listed >> ../terminal.txt\n")
         said = hub.instructor.home / "terminal.txt"
-        while len(said.read_text().splitlines() if said.exists() else []) < 3 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while "listed" not in (said.read_text().splitlines() if said.exists() else []):
+            if time.monotonic() > deadline:
+                shot(page_i, "FAILED_terminal_instructor")
+                pytest.fail("the terminal's commands did not finish", pytrace=False)
             time.sleep(0.3)
-        # nbgrader list, in the terminal, sees the assignment released to the exchange
-        expect(page_i.locator(".jp-Terminal .xterm-rows").first).to_contain_text(f"{COURSE_ID} {ASSIGNMENT}")
+        time.sleep(0.5)  # the terminal draws what nbgrader printed
         shot(page_i, "12_terminal_instructor")
-        assert said.read_text().splitlines() == [str(VENV / "bin" / "nbgrader"), str(VENV / "bin" / "lrlab"),
-                                                 str(hub.exchange)], said.read_text()
+        lines = said.read_text().splitlines()
+        # the course's commands, the exchange, and nbgrader list seeing the assignment released to it
+        assert lines[:3] == [str(VENV / "bin" / "nbgrader"), str(VENV / "bin" / "lrlab"), str(hub.exchange)], lines
+        assert any(line.endswith(f"{COURSE_ID} {ASSIGNMENT}") for line in lines[3:]), lines
         page_i.goto(f"{hub.url}user/{hub.instructor.name}/formgrader/manage_students")
         try:
             for learner in hub.learners:
