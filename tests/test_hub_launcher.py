@@ -63,3 +63,9 @@ def test_folders_other_users_cannot_enter_are_found(launcher, tmp_path):
         assert closed not in launcher.closed_folders([inner])
     finally:
         os.chmod(closed, 0o755)
+
+
+def test_a_stale_proxy_pid_file_names_no_other_program(launcher, tmp_path):
+    (tmp_path / "jupyterhub-proxy.pid").write_text(str(os.getpid()))  # a live process, but not the proxy
+    assert launcher.leftover_proxy(tmp_path) is None
+    assert launcher.leftover_proxy(tmp_path / "nowhere") is None

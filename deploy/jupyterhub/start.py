@@ -161,7 +161,11 @@ def leftover_proxy(state: Path) -> int | None:
         pid = int((state / "jupyterhub-proxy.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if alive(pid) else None
+    try:  # the pid file may outlive the proxy, and its number be another program's by now
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if alive(pid) and b"configurable-http-proxy" in command else None
 
 
 def usage(url: str, exchange: Path, instructors: str, learners: str) -> str:
