@@ -13,8 +13,10 @@ STAMP  := $(VENV)/.lrlab-installed
 JOBS   ?= 2
 DEVICE ?= auto
 PORT   ?= 8888
+HUB_PORT ?= 8000
+HUB_EXCHANGE ?= /srv/nbgrader/exchange
 
-.PHONY: help run test lab bench release validate lint clean
+.PHONY: help run test lab hub bench release validate lint clean
 
 PY_VERSION = $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2> /dev/null
 SUPPORTED_RANGE = Python $(firstword $(SUPPORTED_PYTHONS)) to $(lastword $(SUPPORTED_PYTHONS))
@@ -44,6 +46,7 @@ help:
 	@echo "make run      regenerate release/, execute every notebook headless, print a table"
 	@echo "make test     run the whole test suite"
 	@echo "make lab      start JupyterLab on the course (nbgrader extensions on)"
+	@echo "make hub      start the class's JupyterHub on 127.0.0.1:$(HUB_PORT) (as root; README: Teaching a class)"
 	@echo "make bench    print the speed and memory ratios the course promises"
 	@echo "make release  regenerate release/ from source/"
 	@echo "make validate source notebooks pass, release notebooks fail as expected"
@@ -64,7 +67,7 @@ $(STAMP): constraints.txt pyproject.toml
 			echo "Install one of them, or name one: PYTHON=/path/to/python3.12 make ..." >&2; exit 1; fi; \
 		echo "Creating $(VENV) with $$py (Python $$v)"; $$py -m venv $(VENV); }
 	@echo "Installing the course environment into $(VENV) from constraints.txt (about a minute)..."
-	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,hub]' > $(VENV)/install.log 2>&1 \
 		|| { grep -v "is ignored: it is neither a file nor a directory" $(VENV)/install.log; exit 1; }
 	$(BIN)/python -c "import lrlab, torch, nbgrader, papermill"
 	@touch $(STAMP)
@@ -83,11 +86,16 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --no-browser --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# A class on one machine: JupyterHub (as root) with nbgrader's exchange in HUB_EXCHANGE; Ctrl-C stops everything.
+# The proxy, configurable-http-proxy, is installed from npm into build/hub/node/ on the first start.
+hub: $(STAMP)
+	$(BIN)/python deploy/jupyterhub/start.py --port $(HUB_PORT) --exchange $(HUB_EXCHANGE)
+
 # The peers the benchmarks compare with (BackPACK, Opacus) are installed for make bench only: the `bench` extra.
 BENCH_STAMP := $(VENV)/.lrlab-bench-installed
 $(BENCH_STAMP): $(STAMP)
 	@echo "Installing the benchmark peers (pyproject's bench extra) into $(VENV) from constraints.txt..."
-	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,bench]' \
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev,hub,bench]' \
 		> $(VENV)/install-bench.log 2>&1 || { cat $(VENV)/install-bench.log; exit 1; }
 	@touch $(BENCH_STAMP)
 

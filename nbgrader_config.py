@@ -19,8 +19,9 @@ c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 c.CourseDirectory.db_url = f"sqlite:///{COURSE_ROOT / 'gradebook.db'}"
 
-# The exchange lives inside the course (ignored by git), so no system folder is needed.
-c.Exchange.root = str(COURSE_ROOT / "exchange")
+# The exchange lives inside the course (ignored by git), so no system folder is needed; a class on JupyterHub
+# shares one exchange between everyone's accounts, and the hub names it in LRLAB_EXCHANGE (deploy/jupyterhub).
+c.Exchange.root = os.environ.get("LRLAB_EXCHANGE") or str(COURSE_ROOT / "exchange")
 os.makedirs(c.Exchange.root, exist_ok=True)  # nbgrader does not create it, and the formgrader refuses to work without
 c.Exchange.path_includes_course = True
 
