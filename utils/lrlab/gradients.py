@@ -44,11 +44,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lrlab.args import check_int
-from lrlab.training import Callback
+from lrlab.training import Callback, classification_loss
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -98,15 +97,10 @@ def _check_module(model: Any, what: str = "model") -> None:
 
 
 def _default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The course's default loss (mean over the batch): cross-entropy for class scores ``[N, C]`` (C > 1)
-    against integer class indices, else binary cross-entropy on logits.
-
-    For the binary loss both sides are flattened, so that a model that squeezes its output to ``[N]``
-    and one that returns ``[N, 1]`` give the same loss.
-    """
-    if output.ndim == target.ndim + 1 and output.shape[-1] > 1 and not torch.is_floating_point(target):
-        return F.cross_entropy(output, target)
-    return F.binary_cross_entropy_with_logits(output.reshape(-1), target.reshape(-1).to(output.dtype))
+    """The course's default loss, :func:`lrlab.training.classification_loss` (mean over the batch): binary
+    cross-entropy on logits (a model that returns ``[N]`` and one that returns ``[N, 1]`` give the same loss), or
+    cross-entropy for class scores ``[N, C]`` against integer class indices."""
+    return classification_loss(output, target)
 
 
 def _check_batch(X: Any, y: Any) -> None:

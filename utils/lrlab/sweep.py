@@ -318,13 +318,17 @@ def _n_classes(task: Any) -> int:
     return max(2, int((getattr(task, "info", None) or {}).get("n_classes") or int(y.max()) + 1))
 
 
-def _held_out(logits: torch.Tensor, y: torch.Tensor, multiclass: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per model, the mean loss and the accuracy of stacked ``logits`` ([M, N] or [M, N, C]) on labels [M, N]."""
+def _stacked_loss(logits: torch.Tensor, y: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    """Per model, the mean loss of stacked ``logits`` ([M, N] or [M, N, C]) on labels [M, N]: shape [M]."""
     if multiclass:
-        loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)
-        return loss, (logits.argmax(dim=-1) == y).float().mean(dim=1)
-    loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
-    return loss, ((logits > 0) == (y > 0.5)).float().mean(dim=1)
+        return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
+
+
+def _held_out(logits: torch.Tensor, y: torch.Tensor, multiclass: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model, the mean loss and the accuracy of stacked ``logits`` on labels [M, N]."""
+    correct = logits.argmax(dim=-1) == y if multiclass else (logits > 0) == (y > 0.5)
+    return _stacked_loss(logits, y, multiclass), correct.float().mean(dim=1)
 
 
 def _make_trace(epochs: list[dict], steps: list[dict], diverged_at: dict | None, config: dict) -> Trace:
@@ -503,10 +507,7 @@ def _train_vectorized(
         for j in range(per_epoch):
             idx = orders[e, :, j * bs : (j + 1) * bs]
             logits = fwd(P, bufs, Xtr[idx])
-            if multiclass:
-                loss = F.cross_entropy(logits.transpose(1, 2), ytr[idx], reduction="none").mean(dim=1)
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits, ytr[idx], reduction="none").mean(dim=1)
+            loss = _stacked_loss(logits, ytr[idx], multiclass)
             grads = torch.autograd.grad(loss.sum(), P)
             spec.update(P, grads, state, lr_table[:, k])
             losses[j] = loss.detach()
@@ -1188,12 +1189,12 @@ def steps_to_target(
     for e in range(max_epochs):
         for j in range(per_epoch):
             idx = orders[e, :, j * batch_size : (j + 1) * batch_size]
-            loss, _ = _held_out(fwd(P, bufs, Xtr[idx]), ytr[idx], multiclass)
+            loss = _stacked_loss(fwd(P, bufs, Xtr[idx]), ytr[idx], multiclass)
             grads = torch.autograd.grad(loss.sum(), P)
             spec.update(P, grads, state, lr_vec)
             step += 1
             with torch.no_grad():
-                full, _ = _held_out(fwd(P, bufs, X_all), y_all, multiclass)
+                full = _stacked_loss(fwd(P, bufs, X_all), y_all, multiclass)
             full = full.cpu()
             reached = open_ & (full <= target_loss)
             steps[reached] = step

@@ -544,16 +544,19 @@ class Trace:
 # --------------------------------------------------------------------------------------------- evaluate
 def _is_multiclass(logits: torch.Tensor, y: torch.Tensor) -> bool:
     """Class scores ``[N, C]`` against integer class indices ``[N]`` (the digits and Fashion-MNIST tasks)."""
-    return logits.ndim == y.ndim + 1 and logits.shape[:-1] == y.shape and not torch.is_floating_point(y)
+    return (logits.ndim == y.ndim + 1 and logits.shape[:-1] == y.shape and logits.shape[-1] > 1
+            and not torch.is_floating_point(y))
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The course's default loss, mean over the rows: binary cross-entropy on logits when ``logits`` and the
-    0/1 labels have the same shape ``[N]`` (``nn.BCEWithLogitsLoss``), cross-entropy (softmax inside,
+    """The course's default loss, mean over the rows: binary cross-entropy on logits when there is one logit
+    per 0/1 label (``[N]`` or ``[N, 1]``; ``nn.BCEWithLogitsLoss``), cross-entropy (softmax inside,
     ``nn.CrossEntropyLoss``) when ``logits`` is ``[N, C]`` and ``y`` holds integer class indices ``[N]``."""
     if _is_multiclass(logits, y):
         return F.cross_entropy(logits, y)
-    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+    if logits.numel() == y.numel():   # one logit per row, as [N] or [N, 1]
+        return F.binary_cross_entropy_with_logits(logits.reshape(-1), y.reshape(-1).to(logits.dtype))
+    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))   # raises, naming both shapes
 
 
 class ClassificationLoss(nn.Module):
